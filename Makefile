@@ -1,0 +1,46 @@
+# TurboQuant for MLX: the steps. The work lives in scripts/.
+#   make            dependencies, submodule, series, build, .venv (all a new user needs)
+#   make test       this project's tests and upstream's Python suite, on the CPU
+#   make apply      reset mlx/ to the pinned base and apply patches/series
+#   make export     rewrite patches/ from the commits on mlx/
+#   make check      lint the series (applies, messages, whitespace, formatting)
+#   make wheel      a patched mlx wheel in dist/
+#   make clean      remove build outputs (keeps .venv and the series in mlx/)
+# MLX_CUDA=1 builds the CUDA backend too.
+
+SHELL := /bin/bash
+S := scripts
+
+.PHONY: all deps submodule apply build wheel test export check clean
+
+all: deps
+	$(S)/apply.sh --if-needed
+	$(S)/build.sh
+
+deps:
+	$(S)/deps.sh
+
+submodule:
+	$(S)/submodule.sh
+
+apply:
+	$(S)/apply.sh
+
+build:
+	$(S)/build.sh
+
+wheel: all
+	$(S)/wheel.sh
+
+test: all
+	$(S)/test.sh
+
+export:
+	$(S)/export.sh
+
+check: deps
+	$(S)/check.sh
+
+clean:
+	rm -rf build dist
+	[ ! -e mlx/.git ] || git -C mlx clean -q -fdX python/mlx

@@ -1,0 +1,35 @@
+"""The mlx that the tests import is the patched build of this checkout."""
+
+import subprocess
+from pathlib import Path
+
+from conftest import ROOT, git, pinned_base
+
+import mlx.core as mx
+
+
+def patch_ids(text):
+    p = subprocess.run(
+        ["git", "patch-id", "--stable"], input=text, capture_output=True, text=True
+    )
+    return sorted(line.split()[0] for line in p.stdout.splitlines())
+
+
+def test_imported_mlx_is_this_checkouts_build():
+    assert Path(mx.__file__).resolve().is_relative_to(ROOT / "mlx" / "python")
+
+
+def test_build_is_of_the_current_series():
+    mlx = ROOT / "mlx"
+    head = git(mlx, "rev-parse", "--short", "HEAD")
+    assert mx.__version__.endswith(
+        "+" + head
+    ), f"mlx {mx.__version__} was not built from mlx/ HEAD {head}: run 'make build'"
+    commits = git(mlx, "log", "-p", "--no-merges", f"{pinned_base()}..HEAD")
+    names = [
+        l.strip()
+        for l in (ROOT / "patches" / "series").read_text().splitlines()
+        if l.strip() and not l.startswith("#")
+    ]
+    files = "".join((ROOT / "patches" / n).read_text() for n in names)
+    assert patch_ids(commits + "\n") == patch_ids(files)

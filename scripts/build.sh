@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Build the patched mlx Python package in place (mlx/python/mlx) with CMake,
+# Ninja and ccache, offline, in the ignored build/ directory, and make .venv
+# import it. The CMake options are those of mlx's setup.py, plus the offline
+# ones.
+#   MLX_CUDA=1     also build the CUDA backend (in build/cuda, not build/cpu)
+#   JOBS=N         parallel compile jobs (default: all cores)
+#   CMAKE_EXTRA=   more CMake options, e.g. FETCHCONTENT_SOURCE_DIR_<NAME>=<dir>
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+[ -x "$PY" ] || die "no $VENV: run 'make deps' first"
+[ -f "$MLX/setup.py" ] || die "mlx/ is not checked out: run 'make apply' first"
+
+backend=cpu
+args=(
+  -DCMAKE_BUILD_TYPE=Release
+  -DBUILD_SHARED_LIBS=ON
+  -DMLX_BUILD_PYTHON_BINDINGS=ON
+  -DMLX_BUILD_TESTS=OFF
+  -DMLX_BUILD_EXAMPLES=OFF
+  -DMLX_BUILD_BENCHMARKS=OFF
+  -DMLX_BUILD_GGUF=OFF
+  -DUSE_SYSTEM_FMT=ON
+  -DFETCHCONTENT_FULLY_DISCONNECTED=ON
+  -DFETCHCONTENT_SOURCE_DIR_JSON="$BUILD/deps/json"
+  -DFETCHCONTENT_SOURCE_DIR_NANOBIND="$BUILD/deps/nanobind"
+  -DPython_EXECUTABLE="$PY"
+  -DCMAKE_INSTALL_PREFIX="$MLX/python/mlx"
+  -DMLX_PYTHON_BINDINGS_OUTPUT_DIRECTORY="$MLX/python/mlx"
+  -DCMAKE_INSTALL_MESSAGE=NEVER
+)
+if [ "${MLX_CUDA:-0}" = 1 ]; then
+  backend=cuda
+  args+=(-DMLX_BUILD_CUDA=ON
+    "-DMLX_CUDA_ARCHITECTURES=${MLX_CUDA_ARCHITECTURES:-90a-real}")
+fi
+# shellcheck disable=SC2206
+args+=(${CMAKE_EXTRA:-})
+
+# The version string of mlx's own setup.py, which carries the commit hash.
+version=$(cd "$MLX" && "$PY" -c 'import setup; print(setup.get_version())')
+args+=(-DMLX_VERSION="$version")
+
+# Paths relative to the project root let clones share one ccache.
+export CCACHE_BASEDIR="$ROOT" CCACHE_NOHASHDIR=true
+
+note "building mlx $version ($backend) in build/$backend"
+cmake -S "$MLX" -B "$BUILD/$backend" -G Ninja "${args[@]}" >"$BUILD/cmake-$backend.log" ||
+  { cat "$BUILD/cmake-$backend.log"; die "cmake configure failed"; }
+cmake --build "$BUILD/$backend" --target install -j "${JOBS:-$(nproc)}"
+cmake --install "$BUILD/$backend" --component core_stub >/dev/null
+
+# .venv imports the in-place package: a rebuild needs no reinstall.
+site=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+echo "$MLX/python" >"$site/mlx-turboquant.pth"
+"$PY" -c 'import mlx.core as mx; print("built mlx", mx.__version__, "at", mx.__file__)'
