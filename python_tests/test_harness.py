@@ -144,3 +144,13 @@ def test_check_catches_trailing_whitespace_and_missing_body(project):
     assert p.returncode != 0
     assert "add-a-line.patch adds trailing whitespace" in p.stderr
     assert "add-a-line.patch has no body" in p.stderr
+
+
+def test_apply_refuses_a_gitlink_moved_onto_the_series(project):
+    apply(project)
+    head = git(project / "mlx", "rev-parse", "HEAD")
+    git(project, "update-index", "--cacheinfo", f"160000,{head},mlx")
+    p = apply(project, check=False)
+    assert p.returncode != 0
+    assert "points at a commit of the series" in p.stderr and pinned_base() in p.stderr
+    assert git(project / "mlx", "rev-parse", "HEAD") == head

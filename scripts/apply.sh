@@ -17,6 +17,15 @@ if [ "${1:-}" = --if-needed ] && [ ! -e "$(apply_failed_marker)" ] &&
   exit 0
 fi
 
+# A gitlink moved onto a commit of the series (say, by 'git add -A') would pin
+# a commit that exists only here.
+if old_base=$(mlx_git rev-parse -q --verify "$BASE_REF") && [ "$old_base" != "$base" ] &&
+  mlx_git merge-base --is-ancestor "$old_base" "$base" 2>/dev/null &&
+  mlx_git merge-base --is-ancestor "$base" "$APPLIED_REF" 2>/dev/null; then
+  die "the project's gitlink for mlx/ points at a commit of the series, not at the base. Restore it:
+    git update-index --cacheinfo 160000,$old_base,mlx"
+fi
+
 # Guards: nothing below may lose a user's work.
 gitdir=$(mlx_gitdir)
 if [ -d "$gitdir/rebase-apply" ] || [ -d "$gitdir/rebase-merge" ]; then
