@@ -33,3 +33,14 @@ def test_build_is_of_the_current_series():
     ]
     files = "".join((ROOT / "patches" / n).read_text() for n in names)
     assert patch_ids(commits + "\n") == patch_ids(files)
+
+
+def test_gitlink_pins_an_upstream_commit():
+    # 'git add -A' stages mlx/ at the series' tip despite 'ignore = all'.
+    mlx = ROOT / "mlx"
+    committer = git(mlx, "log", "-1", "--format=%cn", pinned_base())
+    assert committer != "TurboQuant series", (
+        "the gitlink of mlx/ points into the series: restore it with "
+        "git update-index --cacheinfo 160000,<base>,mlx"
+    )
+    assert git(mlx, "rev-parse", "refs/patches/upstream-head") == pinned_base()
