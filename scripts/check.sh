@@ -3,8 +3,9 @@
 # every patch file is listed; in a scratch worktree each patch applies exactly
 # (no 3-way merge) in order, has a subject and a body, adds no trailing
 # whitespace, and leaves its changed C++ and Python lines formatted as MLX's
-# .clang-format, black and isort (profile black) want. The harness's own Python
-# is checked with black and isort too.
+# .clang-format, black and isort (profile black) want; the codebooks in the
+# series are the solver's. The harness's own Python is checked with black and
+# isort too.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -57,6 +58,10 @@ $(head -40 "$BUILD/check/format.diff")"
       bad "$name: Python imports are not isort clean"
   fi
 done < <(echo "$entries")
+
+# The codebook constants in the series are the solver's.
+"$PY" "$ROOT/scripts/turbo_codebooks.py" --check "$tree" ||
+  bad "the series' TurboQuant codebooks differ from scripts/turbo_codebooks.py"
 
 "$VENV/bin/black" -q --check "$ROOT/scripts" "$ROOT/python_tests" || bad "the harness's Python is not black clean"
 "$VENV/bin/isort" -q --profile black --check-only "$ROOT/scripts" "$ROOT/python_tests" ||

@@ -16,7 +16,8 @@ mlx_git merge-base --is-ancestor "$base" HEAD || die "mlx/ HEAD does not descend
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 mlx_git format-patch -q --zero-commit --full-index --no-signature --no-stat \
-  --keep-subject --no-numbered --no-cover-letter -o "$tmp" "$base..HEAD"
+  --keep-subject --no-numbered --no-cover-letter --filename-max-length=100 \
+  -o "$tmp" "$base..HEAD"
 
 names=()
 for f in "$tmp"/*.patch; do

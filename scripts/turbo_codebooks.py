@@ -96,27 +96,20 @@ def float32_codebook(bits):
     return c, mid.astype(np.float32)
 
 
-def _fmt(values):
-    return ", ".join(f"{float(v):.9g}f" for v in values)
+def _literal(value):
+    """A float literal that reads back as the same float32."""
+    text = f"{float(value):.9g}"
+    if "." not in text and "e" not in text:
+        text += ".0"
+    return text + "f"
 
 
-def _wrapped(values, indent):
-    """Values of a braced initializer, wrapped as clang-format would."""
-    items = [f"{float(v):.9g}f" for v in values]
-    lines, line = [], ""
-    for item in items:
-        piece = item + ","
-        if line and len(indent) + len(line) + 1 + len(piece) > 80:
-            lines.append(line)
-            line = piece
-        else:
-            line = f"{line} {piece}" if line else piece
-    lines.append(line)
-    return "\n".join(indent + l for l in lines)
+def _lines(values, indent):
+    """A braced initializer's values, one per line as clang-format puts them."""
+    return [f"{indent}{_literal(v)}," for v in values]
 
 
 def _description(bits):
-    c, _ = float32_codebook(bits)
     return f"{bits} bits, MSE on N(0, 1) {mse(lloyd_max(bits)):.6f}"
 
 
@@ -146,10 +139,10 @@ def cpp_header():
             f"struct TurboCodebook<{bits}> {{",
             f"  static constexpr int size = {len(c)};",
             f"  static constexpr float centroids[{len(c)}] = {{",
-            _wrapped(c, "      "),
+            *_lines(c, "      "),
             "  };",
             f"  static constexpr float boundaries[{len(b)}] = {{",
-            _wrapped(b, "      "),
+            *_lines(b, "      "),
             "  };",
             "};",
         ]
@@ -174,7 +167,7 @@ def metal_header():
             "",
             f"// {_description(bits)}",
             f"constant constexpr float turbo{bits}_centroids[{len(c)}] = {{",
-            _wrapped(c, "    "),
+            *_lines(c, "    "),
             "};",
         ]
     out += [""]
