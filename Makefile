@@ -3,15 +3,18 @@
 #   make test       this project's tests and upstream's Python suite, on the CPU
 #   make apply      reset mlx/ to the pinned base and apply patches/series
 #   make export     rewrite patches/ from the commits on mlx/
-#   make check      lint the series (applies, messages, whitespace, formatting)
+#   make check      lint the series (applies, messages, whitespace, formatting,
+#                   codebooks) and type-check its Metal code (make check-metal)
 #   make wheel      a patched mlx wheel in dist/
+#   make bench-speed, make bench-quality   benchmarks, written to results/
 #   make clean      remove build outputs (keeps .venv and the series in mlx/)
 # MLX_CUDA=1 builds the CUDA backend too.
 
 SHELL := /bin/bash
 S := scripts
 
-.PHONY: all deps submodule apply build wheel test export check clean
+.PHONY: all deps submodule apply build wheel test export check check-metal \
+	bench-speed bench-quality clean
 
 all: deps
 	$(S)/apply.sh --if-needed
@@ -38,8 +41,17 @@ test: all
 export:
 	$(S)/export.sh
 
-check: deps
+check: deps check-metal
 	$(S)/check.sh
+
+check-metal: deps
+	$(S)/check_metal.sh
+
+bench-speed: all
+	.venv/bin/python $(S)/bench_speed.py
+
+bench-quality: all
+	.venv/bin/python $(S)/bench_quality.py
 
 clean:
 	rm -rf build dist

@@ -6,7 +6,8 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 DEBIAN_PACKAGES=(build-essential cmake ninja-build ccache libopenblas-dev
-  liblapacke-dev libfmt-dev nlohmann-json3-dev python3-venv)
+  liblapacke-dev libfmt-dev nlohmann-json3-dev python3-venv
+  clang-16) # clang-16: make check-metal
 NANOBIND_VERSION=2.12.0 # as mlx's CMakeLists.txt pins it
 DEPS="$BUILD/deps"
 
