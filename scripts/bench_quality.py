@@ -83,6 +83,9 @@ def formats(dim):
         Format(
             "affine4 g64", 4 + 0.5, 4, mlx_roundtrip(bits=4, group_size=64), "affine"
         ),
+        Format(
+            "affine8 g64", 8 + 0.5, 8, mlx_roundtrip(bits=8, group_size=64), "affine"
+        ),
         Format("mxfp4", 4 + 0.25, 4, mlx_roundtrip(mode="mxfp4"), "mxfp4"),
         Format(
             "float16",
@@ -95,6 +98,14 @@ def formats(dim):
 
 
 PAPER = {3: 0.03, 4: 0.009}
+
+# Keys and values in different formats, as TurboQuant caches are run: keys,
+# to which attention is more sensitive, in more bits.
+PAIRS = {
+    "K8V4": ("affine8 g64", "turbo4"),
+    "K8V3": ("affine8 g64", "turbo3"),
+    "K4V3": ("turbo4", "turbo3"),
+}
 
 
 class Rotation:
@@ -211,6 +222,19 @@ def run(out_dir):
             rows.append(row)
             print(f"  {fmt.name:16s} rotated={rotated!s:5s} done", flush=True)
 
+    by_name = {f.name: f for f in fmts}
+    pairs = {}
+    rotation = Rotation(MAIN_DIM, seed=2)
+    for name, (k_name, v_name) in PAIRS.items():
+        k_fmt, v_fmt = by_name[k_name], by_name[v_name]
+        pairs[name] = dict(
+            keys=k_name,
+            values=v_name,
+            bits=(k_fmt.bits + v_fmt.bits) / 2,
+            attn=attention_error(k_fmt, v_fmt, q, k, v, rotation),
+            attn_gaussian=attention_error(k_fmt, v_fmt, gq, gk, gv, rotation),
+        )
+
     sweep = {}
     for dim, length in SWEEP:
         q, k, v = attention_data(dim, length, seed=dim + length)
@@ -224,13 +248,13 @@ def run(out_dir):
                 )
         print(f"  sweep D={dim} L={length} done", flush=True)
 
-    text = report(rows, sweep)
+    text = report(rows, pairs, sweep)
     (out_dir / "quality.md").write_text(text)
-    plot(rows, out_dir / "quality.png")
+    plot(rows, pairs, out_dir / "quality.png")
     return text
 
 
-def report(rows, sweep):
+def report(rows, pairs, sweep):
     lines = [
         "# Quality per bit of KV-cache formats",
         "",
@@ -267,6 +291,21 @@ def report(rows, sweep):
         )
     lines += [
         "",
+        "Keys and values in different formats (rotated; bits counted over keys",
+        "and values together):",
+        "",
+        "| pair | keys | values | bits/elt | vs fp16 | attn rel err gaussian "
+        "| attn rel err llm-like | attn cos llm-like |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, pair in pairs.items():
+        lines.append(
+            f"| {name} | {pair['keys']} | {pair['values']} | {pair['bits']:.3f} "
+            f"| {16 / pair['bits']:.2f}x | {fmt_num(pair['attn_gaussian'][0])} "
+            f"| {fmt_num(pair['attn'][0])} | {pair['attn'][1]:.5f} |"
+        )
+    lines += [
+        "",
         "Attention relative error across head dimensions and context lengths",
         "(same data recipe; without / with the rotation):",
         "",
@@ -285,7 +324,7 @@ def report(rows, sweep):
     return "\n".join(lines) + "\n"
 
 
-def plot(rows, path):
+def plot(rows, pairs, path):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -316,11 +355,22 @@ def plot(rows, path):
                 xytext=(4, 2),
                 textcoords="offset points",
             )
+        if ax is axes[1]:
+            for name, pair in pairs.items():
+                ax.scatter(pair["bits"], pair["attn"][0], color="tab:red", marker="^")
+                ax.annotate(
+                    name,
+                    (pair["bits"], pair["attn"][0]),
+                    fontsize=7,
+                    xytext=(4, 2),
+                    textcoords="offset points",
+                )
         ax.set_yscale("log")
         ax.set_xlabel("bits per element (scales and biases included)")
+        ax.set_xlim(2.9, 9.0)
         ax.set_ylabel(label)
         ax.grid(True, which="both", alpha=0.3)
-    bits = np.linspace(2.8, 5.2, 50)
+    bits = np.linspace(2.9, 8.6, 50)
     axes[0].plot(bits, 4.0**-bits, "k:", lw=1, label="lower bound 4^-b")
     axes[0].legend(loc="upper right", fontsize=8)
     axes[0].set_title("o: after a randomized Hadamard rotation, x: without")
