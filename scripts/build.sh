@@ -3,13 +3,18 @@
 # Ninja and ccache, offline, in the ignored build/ directory, and make .venv
 # import it. The CMake options are those of mlx's setup.py, plus the offline
 # ones.
-#   MLX_CUDA=1     also build the CUDA backend (in build/cuda, not build/cpu)
+#   MLX_CUDA=1     also build the CUDA backend (in build/cuda, not build/cpu),
+#                  offline when scripts/cuda_deps.sh has put its dependencies
+#                  in build/deps
 #   JOBS=N         parallel compile jobs (default: all cores)
+#   PYTHON=        the Python to build for (default: .venv's)
 #   CMAKE_EXTRA=   more CMake options, e.g. FETCHCONTENT_SOURCE_DIR_<NAME>=<dir>
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-[ -x "$PY" ] || die "no $VENV: run 'make deps' first"
+PY=${PYTHON:-$PY}
+DEPS="$BUILD/deps"
+[ -x "$(command -v "$PY")" ] || die "no $PY: run 'make deps' first"
 [ -f "$MLX/setup.py" ] || die "mlx/ is not checked out: run 'make apply' first"
 
 backend=cpu
@@ -21,19 +26,29 @@ args=(
   -DMLX_BUILD_EXAMPLES=OFF
   -DMLX_BUILD_BENCHMARKS=OFF
   -DMLX_BUILD_GGUF=OFF
-  -DUSE_SYSTEM_FMT=ON
   -DFETCHCONTENT_FULLY_DISCONNECTED=ON
-  -DFETCHCONTENT_SOURCE_DIR_JSON="$BUILD/deps/json"
-  -DFETCHCONTENT_SOURCE_DIR_NANOBIND="$BUILD/deps/nanobind"
+  -DFETCHCONTENT_SOURCE_DIR_JSON="$DEPS/json"
+  -DFETCHCONTENT_SOURCE_DIR_NANOBIND="$DEPS/nanobind"
   -DPython_EXECUTABLE="$PY"
   -DCMAKE_INSTALL_PREFIX="$MLX/python/mlx"
   -DMLX_PYTHON_BINDINGS_OUTPUT_DIRECTORY="$MLX/python/mlx"
   -DCMAKE_INSTALL_MESSAGE=NEVER
 )
+# fmt comes from the system (Debian's libfmt-dev) unless build/deps has it.
+if [ -d "$DEPS/fmt" ]; then
+  args+=(-DUSE_SYSTEM_FMT=OFF -DFETCHCONTENT_SOURCE_DIR_FMT="$DEPS/fmt")
+else
+  args+=(-DUSE_SYSTEM_FMT=ON)
+fi
 if [ "${MLX_CUDA:-0}" = 1 ]; then
   backend=cuda
   args+=(-DMLX_BUILD_CUDA=ON
     "-DMLX_CUDA_ARCHITECTURES=${MLX_CUDA_ARCHITECTURES:-90a-real}")
+  # The sources the CUDA backend's CMake would clone (scripts/cuda_deps.sh).
+  for name in cccl cudnn cutlass nvtx3; do
+    [ ! -d "$DEPS/$name" ] ||
+      args+=("-DFETCHCONTENT_SOURCE_DIR_${name^^}=$DEPS/$name")
+  done
 fi
 # shellcheck disable=SC2206
 args+=(${CMAKE_EXTRA:-})
@@ -52,6 +67,8 @@ cmake --build "$BUILD/$backend" --target install -j "${JOBS:-$(nproc)}"
 cmake --install "$BUILD/$backend" --component core_stub >/dev/null
 
 # .venv imports the in-place package: a rebuild needs no reinstall.
-site=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-echo "$MLX/python" >"$site/mlx-turboquant.pth"
-"$PY" -c 'import mlx.core as mx; print("built mlx", mx.__version__, "at", mx.__file__)'
+if [ -z "${PYTHON:-}" ]; then
+  site=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  echo "$MLX/python" >"$site/mlx-turboquant.pth"
+fi
+PYTHONPATH="$MLX/python" "$PY" -c 'import mlx.core as mx; print("built mlx", mx.__version__, "at", mx.__file__)'

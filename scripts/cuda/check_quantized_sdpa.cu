@@ -1,0 +1,460 @@
+// Checks and times the series' CUDA quantized SDPA kernels
+// (mlx/backend/cuda/quantized_sdpa.cuh) on their own, without building MLX:
+// random packed keys and values, decoded on the host, against attention in
+// double precision; then decode times at long contexts.
+//
+//   nvcc -std=c++20 -O3 -arch=sm_90a -I mlx check_quantized_sdpa.cu
+//   ./a.out            (exits 1 if a check fails)
+
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "mlx/backend/common/turbo_quant.h"
+#include "mlx/backend/cuda/quantized_sdpa.cuh"
+
+using namespace mlx::core;
+
+#define CHECK(x)                                                      \
+  do {                                                                \
+    cudaError_t err = (x);                                            \
+    if (err != cudaSuccess) {                                         \
+      std::printf("%s:%d %s\n", __FILE__, __LINE__, cudaGetErrorString(err)); \
+      std::exit(2);                                                   \
+    }                                                                 \
+  } while (0)
+
+template <typename T>
+struct DeviceBuffer {
+  T* ptr = nullptr;
+  size_t n = 0;
+  explicit DeviceBuffer(const std::vector<T>& host) : n(host.size()) {
+    CHECK(cudaMalloc(&ptr, std::max<size_t>(n, 1) * sizeof(T)));
+    CHECK(cudaMemcpy(ptr, host.data(), n * sizeof(T), cudaMemcpyHostToDevice));
+  }
+  explicit DeviceBuffer(size_t n) : n(n) {
+    CHECK(cudaMalloc(&ptr, std::max<size_t>(n, 1) * sizeof(T)));
+  }
+  ~DeviceBuffer() {
+    cudaFree(ptr);
+  }
+  std::vector<T> to_host() const {
+    std::vector<T> out(n);
+    CHECK(cudaMemcpy(out.data(), ptr, n * sizeof(T), cudaMemcpyDeviceToHost));
+    return out;
+  }
+};
+
+// One side's format: TurboQuant (bits 3 or 4) or affine.
+struct Format {
+  std::string name;
+  bool turbo;
+  int bits;
+  int group_size; // affine only
+};
+
+// Packed random rows of one format, with their host decoding.
+struct Side {
+  Format f;
+  std::vector<uint32_t> w;
+  std::vector<__half> scales, biases;
+  std::vector<float> decoded;
+  int words_per_row, groups_per_row;
+
+  Side(const Format& f, int64_t rows, int dim, std::mt19937& rng, bool decode)
+      : f(f) {
+    words_per_row = dim * f.bits / 32;
+    groups_per_row = f.turbo ? 1 : dim / f.group_size;
+    w.resize(rows * words_per_row);
+    for (auto& x : w) {
+      x = rng();
+    }
+    std::uniform_real_distribution<float> u(0.5f, 1.5f), b(-0.5f, 0.5f);
+    float unit = f.turbo ? 1.0f : 2.0f / ((1 << f.bits) - 1);
+    for (int64_t i = 0; i < rows * groups_per_row; ++i) {
+      scales.push_back(__float2half(unit * u(rng)));
+      biases.push_back(__float2half(-1.0f + 0.2f * b(rng)));
+    }
+    if (!decode) {
+      return;
+    }
+    decoded.resize(rows * dim);
+    const float* lut = f.bits == 3 ? TurboCodebook<3>::centroids
+                                   : TurboCodebook<4>::centroids;
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int e = 0; e < dim; ++e) {
+        int64_t bit = int64_t(e) * f.bits;
+        const uint32_t* row = w.data() + r * words_per_row;
+        uint64_t x = row[bit / 32];
+        if (bit % 32 + f.bits > 32) {
+          x |= uint64_t(row[bit / 32 + 1]) << 32;
+        }
+        uint32_t code = (x >> (bit % 32)) & ((1u << f.bits) - 1);
+        float value;
+        if (f.turbo) {
+          value = __half2float(scales[r]) * lut[code];
+        } else {
+          int64_t g = r * groups_per_row + e / f.group_size;
+          value = __half2float(scales[g]) * code + __half2float(biases[g]);
+        }
+        decoded[r * dim + e] = value;
+      }
+    }
+  }
+};
+
+struct Problem {
+  int batch, q_heads, kv_heads, q_len, k_len, dim;
+  bool causal = false, bool_mask = false, float_mask = false, sinks = false;
+};
+
+// Runs pass 1 and 2 for one pair of formats; returns the output on the host
+// and, if `time_ms` is given, the median of `reps` timed runs.
+template <int D, typename KR, typename VR>
+std::vector<float> run(
+    const Problem& p,
+    KR keys,
+    VR values,
+    const std::vector<__half>& q_host,
+    const std::vector<uint8_t>* bmask,
+    const std::vector<__half>* fmask,
+    const std::vector<__half>* sinks_host,
+    const Format& kf,
+    const Format& vf,
+    float* time_ms = nullptr,
+    int reps = 0) {
+  int sms;
+  CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  // As eval_gpu in quantized_sdpa.cu.
+  int row_groups = (p.q_heads / p.kv_heads * p.q_len + cu::qsdpa_warps - 1) /
+      cu::qsdpa_warps;
+  int chunks = std::max(1, 8 * sms / (p.batch * p.kv_heads * row_groups));
+  chunks = std::max(1, std::min(chunks, p.k_len / 256));
+  int chunk_len = ((p.k_len + chunks - 1) / chunks + 31) / 32 * 32;
+  int blocks = (p.k_len + chunk_len - 1) / chunk_len;
+  int rows = p.batch * p.q_heads * p.q_len;
+
+  DeviceBuffer<__half> q(q_host);
+  DeviceBuffer<float> pout(size_t(rows) * blocks * D), pmax(rows * blocks),
+      psum(rows * blocks);
+  DeviceBuffer<__half> out(size_t(rows) * D);
+  std::vector<uint8_t> no_mask;
+  std::vector<__half> no_half;
+  DeviceBuffer<uint8_t> bm(bmask ? *bmask : no_mask);
+  DeviceBuffer<__half> fm(fmask ? *fmask : no_half);
+  DeviceBuffer<__half> sk(sinks_host ? *sinks_host : no_half);
+
+  cu::QuantizedSdpaParams params{};
+  params.n_kv_heads = p.kv_heads;
+  params.gqa = p.q_heads / p.kv_heads;
+  params.q_len = p.q_len;
+  params.k_len = p.k_len;
+  params.blocks = blocks;
+  params.chunk_len = chunk_len;
+  params.scale_log2 = (1.0f / std::sqrt(float(D))) * 1.44269504089f;
+  params.causal = p.causal;
+  // Masks are [batch, heads, q_len, k_len], row-contiguous.
+  params.mask_strides[0] = int64_t(p.q_heads) * p.q_len * p.k_len;
+  params.mask_strides[1] = int64_t(p.q_len) * p.k_len;
+  params.mask_strides[2] = p.k_len;
+  params.mask_strides[3] = 1;
+  cu::QuantizedSdpaCodebooks books{};
+  auto fill = [](const Format& f, float* lut) {
+    if (f.turbo) {
+      const float* c = f.bits == 3 ? TurboCodebook<3>::centroids
+                                   : TurboCodebook<4>::centroids;
+      std::copy(c, c + (1 << f.bits), lut);
+    }
+  };
+  fill(kf, books.keys);
+  fill(vf, books.values);
+
+  auto launch = [&]() {
+    cu::quantized_sdpa_pass1<__half, D, KR, VR>
+        <<<dim3(p.kv_heads * row_groups, p.batch, blocks),
+           dim3(32, cu::qsdpa_warps)>>>(
+            q.ptr,
+            keys,
+            values,
+            sinks_host ? sk.ptr : nullptr,
+            bmask ? reinterpret_cast<const bool*>(bm.ptr) : nullptr,
+            fmask ? fm.ptr : nullptr,
+            pout.ptr,
+            pmax.ptr,
+            psum.ptr,
+            params,
+            books);
+    cu::quantized_sdpa_pass2<__half, D>
+        <<<rows, D>>>(pout.ptr, pmax.ptr, psum.ptr, out.ptr, blocks);
+  };
+  launch();
+  CHECK(cudaGetLastError());
+  CHECK(cudaDeviceSynchronize());
+  if (time_ms) {
+    cudaEvent_t start, stop;
+    CHECK(cudaEventCreate(&start));
+    CHECK(cudaEventCreate(&stop));
+    std::vector<float> times;
+    for (int i = 0; i < reps; ++i) {
+      CHECK(cudaEventRecord(start));
+      launch();
+      CHECK(cudaEventRecord(stop));
+      CHECK(cudaEventSynchronize(stop));
+      float ms;
+      CHECK(cudaEventElapsedTime(&ms, start, stop));
+      times.push_back(ms);
+    }
+    std::sort(times.begin(), times.end());
+    *time_ms = times[times.size() / 2];
+  }
+  auto host = out.to_host();
+  std::vector<float> result(host.size());
+  for (size_t i = 0; i < host.size(); ++i) {
+    result[i] = __half2float(host[i]);
+  }
+  return result;
+}
+
+template <typename R>
+R rows_of(const Side& s, const DeviceBuffer<uint32_t>& w,
+          const DeviceBuffer<__half>& sc, const DeviceBuffer<__half>& bi) {
+  R r{};
+  r.w = w.ptr;
+  r.scales = sc.ptr;
+  r.words_per_row = s.words_per_row;
+  if constexpr (R::has_biases) {
+    r.biases = bi.ptr;
+    r.groups_per_row = s.groups_per_row;
+  }
+  return r;
+}
+
+// Attention in double over the decoded rows.
+std::vector<double> reference(
+    const Problem& p,
+    const std::vector<__half>& q,
+    const Side& k,
+    const Side& v,
+    const std::vector<uint8_t>* bmask,
+    const std::vector<__half>* fmask,
+    const std::vector<__half>* sinks) {
+  int D = p.dim, gqa = p.q_heads / p.kv_heads;
+  double scale = 1.0 / std::sqrt(double(D));
+  std::vector<double> out(size_t(p.batch) * p.q_heads * p.q_len * D);
+  std::vector<double> s(p.k_len);
+  for (int b = 0; b < p.batch; ++b) {
+    for (int h = 0; h < p.q_heads; ++h) {
+      int64_t kv0 = (int64_t(b) * p.kv_heads + h / gqa) * p.k_len;
+      for (int i = 0; i < p.q_len; ++i) {
+        int64_t row = (int64_t(b) * p.q_heads + h) * p.q_len + i;
+        double mx = sinks ? double(__half2float((*sinks)[h])) : -1e300;
+        for (int j = 0; j < p.k_len; ++j) {
+          double dot = 0;
+          for (int e = 0; e < D; ++e) {
+            dot += double(__half2float(q[row * D + e])) *
+                k.decoded[(kv0 + j) * D + e];
+          }
+          s[j] = dot * scale;
+          int64_t m = row * p.k_len + j;
+          bool keep = !p.causal || j <= p.k_len - p.q_len + i;
+          if (bmask) {
+            keep = keep && (*bmask)[m];
+          }
+          if (fmask) {
+            s[j] += double(__half2float((*fmask)[m]));
+          }
+          if (!keep) {
+            s[j] = -INFINITY;
+          }
+          mx = std::max(mx, s[j]);
+        }
+        double sum = sinks ? std::exp(double(__half2float((*sinks)[h])) - mx)
+                           : 0.0;
+        for (int j = 0; j < p.k_len; ++j) {
+          s[j] = std::exp(s[j] - mx);
+          sum += s[j];
+        }
+        for (int e = 0; e < D; ++e) {
+          double acc = 0;
+          for (int j = 0; j < p.k_len; ++j) {
+            acc += s[j] * v.decoded[(kv0 + j) * D + e];
+          }
+          out[row * D + e] = acc / sum;
+        }
+      }
+    }
+  }
+  return out;
+}
+
+template <int D, typename KR, typename VR>
+double check_case(
+    const Problem& p,
+    const Format& kf,
+    const Format& vf,
+    std::mt19937& rng,
+    float* time_ms = nullptr,
+    int reps = 0,
+    double* gbytes = nullptr) {
+  int64_t kv_rows = int64_t(p.batch) * p.kv_heads * p.k_len;
+  Side k(kf, kv_rows, D, rng, !gbytes), v(vf, kv_rows, D, rng, !gbytes);
+  std::normal_distribution<float> n(0, 1);
+  std::vector<__half> q(size_t(p.batch) * p.q_heads * p.q_len * D);
+  for (auto& x : q) {
+    x = __float2half(n(rng));
+  }
+  size_t mask_size = size_t(p.batch) * p.q_heads * p.q_len * p.k_len;
+  std::vector<uint8_t> bmask;
+  std::vector<__half> fmask, sinks;
+  if (p.bool_mask) {
+    std::bernoulli_distribution keep(0.7);
+    for (size_t i = 0; i < mask_size; ++i) {
+      bmask.push_back(keep(rng) || i % p.k_len == 0);
+    }
+  }
+  if (p.float_mask) {
+    for (size_t i = 0; i < mask_size; ++i) {
+      fmask.push_back(__float2half(n(rng)));
+    }
+  }
+  if (p.sinks) {
+    for (int h = 0; h < p.q_heads; ++h) {
+      sinks.push_back(__float2half(n(rng)));
+    }
+  }
+  DeviceBuffer<uint32_t> kw(k.w), vw(v.w);
+  DeviceBuffer<__half> ks(k.scales), kb(k.biases), vs(v.scales), vb(v.biases);
+  auto out = run<D>(
+      p,
+      rows_of<KR>(k, kw, ks, kb),
+      rows_of<VR>(v, vw, vs, vb),
+      q,
+      p.bool_mask ? &bmask : nullptr,
+      p.float_mask ? &fmask : nullptr,
+      p.sinks ? &sinks : nullptr,
+      kf,
+      vf,
+      time_ms,
+      reps);
+  if (gbytes) {
+    size_t bytes = (k.w.size() + v.w.size()) * 4 +
+        (k.scales.size() + v.scales.size()) * 2 +
+        (kf.turbo ? 0 : k.biases.size() * 2) +
+        (vf.turbo ? 0 : v.biases.size() * 2);
+    *gbytes = bytes / 1e9;
+    return 0;
+  }
+  auto ref = reference(
+      p,
+      q,
+      k,
+      v,
+      p.bool_mask ? &bmask : nullptr,
+      p.float_mask ? &fmask : nullptr,
+      p.sinks ? &sinks : nullptr);
+  double num = 0, den = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    num += (out[i] - ref[i]) * (out[i] - ref[i]);
+    den += ref[i] * ref[i];
+  }
+  return std::sqrt(num / den);
+}
+
+using T = __half;
+const Format turbo3{"turbo3", true, 3, 0}, turbo4{"turbo4", true, 4, 0},
+    affine4{"affine4 g64", false, 4, 64}, affine6{"affine6 g32", false, 6, 32},
+    affine8{"affine8 g32", false, 8, 32}, affine8_64{"affine8 g64", false, 8, 64};
+
+template <int D>
+int check_all(std::mt19937& rng) {
+  int failures = 0;
+  auto report = [&](const char* what, const Format& kf, const Format& vf,
+                    const Problem& p, double err) {
+    bool ok = err < 2e-3;
+    failures += !ok;
+    std::printf(
+        "%-4s D=%d %-11s/%-11s B=%d Lq=%d Lk=%d %-8s rel err %.2e\n",
+        ok ? "ok" : "FAIL", D, kf.name.c_str(), vf.name.c_str(), p.batch,
+        p.q_len, p.k_len, what, err);
+  };
+  for (int q_len : {1, 4, 8}) {
+    Problem p{2, 8, 2, q_len, 1000, D};
+    using R3 = cu::TurboRows<T, 3>;
+    using R4 = cu::TurboRows<T, 4>;
+    using A4 = cu::AffineRows<T, 4, 64>;
+    using A6 = cu::AffineRows<T, 6, 32>;
+    using A8 = cu::AffineRows<T, 8, 32>;
+    using A8b = cu::AffineRows<T, 8, 64>;
+    report("plain", turbo3, turbo3, p, check_case<D, R3, R3>(p, turbo3, turbo3, rng));
+    report("plain", turbo4, turbo4, p, check_case<D, R4, R4>(p, turbo4, turbo4, rng));
+    report("plain", affine4, affine4, p, check_case<D, A4, A4>(p, affine4, affine4, rng));
+    report("plain", affine6, affine6, p, check_case<D, A6, A6>(p, affine6, affine6, rng));
+    report("plain", affine8, affine8, p, check_case<D, A8, A8>(p, affine8, affine8, rng));
+    report("plain", affine8_64, turbo4, p, check_case<D, A8b, R4>(p, affine8_64, turbo4, rng));
+    report("plain", affine8, turbo3, p, check_case<D, A8, R3>(p, affine8, turbo3, rng));
+    report("plain", turbo4, turbo3, p, check_case<D, R4, R3>(p, turbo4, turbo3, rng));
+    Problem c = p;
+    c.causal = true;
+    report("causal", turbo4, turbo4, c, check_case<D, R4, R4>(c, turbo4, turbo4, rng));
+    Problem m = p;
+    m.bool_mask = true;
+    report("boolmask", turbo3, turbo3, m, check_case<D, R3, R3>(m, turbo3, turbo3, rng));
+    Problem a = p;
+    a.float_mask = true;
+    a.sinks = true;
+    report("add+sink", affine8, turbo4, a, check_case<D, A8, R4>(a, affine8, turbo4, rng));
+  }
+  return failures;
+}
+
+int main() {
+  std::mt19937 rng(0);
+  int failures = check_all<64>(rng) + check_all<128>(rng) + check_all<256>(rng);
+
+  // Copy bandwidth of the card, bytes read plus written.
+  size_t n = size_t(1) << 30;
+  DeviceBuffer<char> a(n), b(n);
+  CHECK(cudaMemcpy(b.ptr, a.ptr, n, cudaMemcpyDeviceToDevice));
+  cudaEvent_t start, stop;
+  CHECK(cudaEventCreate(&start));
+  CHECK(cudaEventCreate(&stop));
+  std::vector<float> times;
+  for (int i = 0; i < 20; ++i) {
+    CHECK(cudaEventRecord(start));
+    CHECK(cudaMemcpy(b.ptr, a.ptr, n, cudaMemcpyDeviceToDevice));
+    CHECK(cudaEventRecord(stop));
+    CHECK(cudaEventSynchronize(stop));
+    float ms;
+    CHECK(cudaEventElapsedTime(&ms, start, stop));
+    times.push_back(ms);
+  }
+  std::sort(times.begin(), times.end());
+  double copy_gbs = 2.0 * n / 1e9 / (times[10] / 1e3);
+  std::printf("copy bandwidth %.0f GB/s (read + write)\n", copy_gbs);
+
+  std::printf("| L | K/V | us | GB read | GB/s | of copy |\n|---|---|---|---|---|---|\n");
+  for (int L : {4096, 32768, 131072}) {
+    Problem p{1, 32, 8, 1, L, 128};
+    auto time = [&](const char* name, auto kr, auto vr, const Format& kf,
+                    const Format& vf) {
+      float ms;
+      double gb;
+      check_case<128, decltype(kr), decltype(vr)>(p, kf, vf, rng, &ms, 50, &gb);
+      std::printf(
+          "| %d | %s | %.1f | %.4f | %.0f | %.0f%% |\n", L, name, ms * 1e3, gb,
+          gb / (ms / 1e3), 100 * gb / (ms / 1e3) / copy_gbs);
+    };
+    time("turbo4", cu::TurboRows<T, 4>{}, cu::TurboRows<T, 4>{}, turbo4, turbo4);
+    time("turbo3", cu::TurboRows<T, 3>{}, cu::TurboRows<T, 3>{}, turbo3, turbo3);
+    time("affine4 g64", cu::AffineRows<T, 4, 64>{}, cu::AffineRows<T, 4, 64>{}, affine4, affine4);
+    time("affine8 g32", cu::AffineRows<T, 8, 32>{}, cu::AffineRows<T, 8, 32>{}, affine8, affine8);
+    time("K8V4", cu::AffineRows<T, 8, 64>{}, cu::TurboRows<T, 4>{}, affine8_64, turbo4);
+  }
+  std::printf("%d checks failed\n", failures);
+  return failures ? 1 : 0;
+}
