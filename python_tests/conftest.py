@@ -37,6 +37,7 @@ def project(tmp_path):
     for name in ("scripts", "patches", "python_tests"):
         shutil.copytree(ROOT / name, proj / name)
     shutil.copy(ROOT / "Makefile", proj)
+    shutil.copy(ROOT / ".isort.cfg", proj)
     (proj / ".venv").symlink_to(ROOT / ".venv")
     base = pinned_base()
     git(proj, "init", "-q")

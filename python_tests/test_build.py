@@ -3,9 +3,8 @@
 import subprocess
 from pathlib import Path
 
-from conftest import ROOT, git, pinned_base
-
 import mlx.core as mx
+from conftest import ROOT, git, pinned_base
 
 
 def patch_ids(text):

@@ -4,10 +4,9 @@ float64 attention over the dequantized cache. Skipped without a CUDA GPU
 
 from itertools import product
 
+import mlx.core as mx
 import numpy as np
 import pytest
-
-import mlx.core as mx
 
 pytestmark = pytest.mark.skipif(not mx.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -4,11 +4,10 @@ are the solver's, and the quantizer beats the earlier attempt's codebooks."""
 import subprocess
 import sys
 
+import mlx.core as mx
 import numpy as np
 import pytest
 from conftest import ROOT
-
-import mlx.core as mx
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import reference_codebooks  # noqa: E402

@@ -64,7 +64,7 @@ done < <(echo "$entries")
   bad "the series' TurboQuant codebooks differ from scripts/turbo_codebooks.py"
 
 "$VENV/bin/black" -q --check "$ROOT/scripts" "$ROOT/python_tests" || bad "the harness's Python is not black clean"
-"$VENV/bin/isort" -q --profile black --check-only "$ROOT/scripts" "$ROOT/python_tests" ||
+"$VENV/bin/isort" -q --settings-path "$ROOT" --check-only "$ROOT/scripts" "$ROOT/python_tests" ||
   bad "the harness's Python imports are not isort clean"
 
 [ "$fail" -eq 0 ] || die "the series has problems (above)"
