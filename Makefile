@@ -6,7 +6,7 @@
 #   make check      lint the series (applies, messages, whitespace, formatting,
 #                   codebooks) and type-check its Metal code (make check-metal)
 #   make wheel      a patched mlx wheel in dist/
-#   make bench-speed, make bench-quality   benchmarks, written to results/
+#   make bench-speed, bench-quality, bench-model   benchmarks, in results/
 #   make clean      remove build outputs (keeps .venv and the series in mlx/)
 # MLX_CUDA=1 builds the CUDA backend too.
 
@@ -14,7 +14,7 @@ SHELL := /bin/bash
 S := scripts
 
 .PHONY: all deps submodule apply build wheel test export check check-metal \
-	bench-speed bench-quality clean
+	bench-speed bench-quality bench-model clean
 
 all: deps
 	$(S)/apply.sh --if-needed
@@ -52,6 +52,9 @@ bench-speed: all
 
 bench-quality: all
 	.venv/bin/python $(S)/bench_quality.py
+
+bench-model: all
+	.venv/bin/python $(S)/bench_model.py
 
 clean:
 	rm -rf build dist

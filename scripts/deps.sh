@@ -33,12 +33,15 @@ make_venv() {
     note "creating $VENV"
     python3 -m venv "$VENV"
   fi
-  local stamp="$VENV/.requirements"
-  if ! cmp -s "$ROOT/scripts/requirements.txt" "$stamp"; then
+  local stamp="$VENV/.requirements" reqs=("$ROOT"/scripts/requirements*.txt)
+  if ! cat "${reqs[@]}" | cmp -s - "$stamp"; then
     note "installing PyPI packages into $VENV"
     "$PY" -m pip install -q --upgrade pip
     "$PY" -m pip install -q -r "$ROOT/scripts/requirements.txt"
-    cp "$ROOT/scripts/requirements.txt" "$stamp"
+    "$PY" -m pip install -q -r "$ROOT/scripts/requirements-model.txt"
+    # mlx-lm must not bring an mlx: .venv imports the patched build.
+    "$PY" -m pip install -q --no-deps -r "$ROOT/scripts/requirements-model-nodeps.txt"
+    cat "${reqs[@]}" >"$stamp"
   fi
 }
 
