@@ -5,6 +5,7 @@
 #   make export     rewrite patches/ from the commits on mlx/
 #   make check      lint the series (applies, messages, whitespace, formatting,
 #                   codebooks) and type-check its Metal code (make check-metal)
+#   make check-bisect   build the series patch by patch (slow)
 #   make wheel      a patched mlx wheel in dist/
 #   make bench-speed, bench-quality, bench-model   benchmarks, in results/
 #   make clean      remove build outputs (keeps .venv and the series in mlx/)
@@ -14,6 +15,7 @@ SHELL := /bin/bash
 S := scripts
 
 .PHONY: all deps submodule apply build wheel test export check check-metal \
+	check-bisect \
 	bench-speed bench-quality bench-model clean
 
 all: deps
@@ -46,6 +48,9 @@ check: deps check-metal
 
 check-metal: deps
 	$(S)/check_metal.sh
+
+check-bisect: deps
+	$(S)/check_bisect.sh
 
 bench-speed: all
 	.venv/bin/python $(S)/bench_speed.py

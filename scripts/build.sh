@@ -8,12 +8,16 @@
 #                  in build/deps
 #   JOBS=N         parallel compile jobs (default: all cores)
 #   PYTHON=        the Python to build for (default: .venv's)
+#   MLX_TREE=, BUILD_DIR=   build another checkout of mlx, in another build
+#                  directory, without pointing .venv at it (check_bisect.sh)
 #   CMAKE_EXTRA=   more CMake options, e.g. FETCHCONTENT_SOURCE_DIR_<NAME>=<dir>
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 PY=${PYTHON:-$PY}
 DEPS="$BUILD/deps"
+MAIN_TREE=$MLX
+MLX=${MLX_TREE:-$MLX}
 [ -x "$(command -v "$PY")" ] || die "no $PY: run 'make deps' first"
 [ -f "$MLX/setup.py" ] || die "mlx/ is not checked out: run 'make apply' first"
 
@@ -60,14 +64,15 @@ args+=(-DMLX_VERSION="$version")
 # Paths relative to the project root let clones share one ccache.
 export CCACHE_BASEDIR="$ROOT" CCACHE_NOHASHDIR=true
 
-note "building mlx $version ($backend) in build/$backend"
-cmake -S "$MLX" -B "$BUILD/$backend" -G Ninja "${args[@]}" >"$BUILD/cmake-$backend.log" ||
-  { cat "$BUILD/cmake-$backend.log"; die "cmake configure failed"; }
-cmake --build "$BUILD/$backend" --target install -j "${JOBS:-$(nproc)}"
-cmake --install "$BUILD/$backend" --component core_stub >/dev/null
+note "building mlx $version ($backend) in ${BUILD_DIR:-build/$backend}"
+dir=${BUILD_DIR:-$BUILD/$backend}
+cmake -S "$MLX" -B "$dir" -G Ninja "${args[@]}" >"$dir.cmake.log" ||
+  { cat "$dir.cmake.log"; die "cmake configure failed"; }
+cmake --build "$dir" --target install -j "${JOBS:-$(nproc)}"
+cmake --install "$dir" --component core_stub >/dev/null
 
 # .venv imports the in-place package: a rebuild needs no reinstall.
-if [ -z "${PYTHON:-}" ]; then
+if [ -z "${PYTHON:-}" ] && [ "$MLX" = "$MAIN_TREE" ]; then
   site=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
   echo "$MLX/python" >"$site/mlx-turboquant.pth"
 fi
