@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <random>
 #include <string>
 #include <vector>
@@ -131,12 +132,11 @@ std::vector<float> run(
   int sms;
   CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
   // As eval_gpu in quantized_sdpa.cu.
-  int row_groups = (p.q_heads / p.kv_heads * p.q_len + cu::qsdpa_warps - 1) /
-      cu::qsdpa_warps;
-  int chunks = std::max(1, 8 * sms / (p.batch * p.kv_heads * row_groups));
-  chunks = std::max(1, std::min(chunks, p.k_len / 256));
-  int chunk_len = ((p.k_len + chunks - 1) / chunks + 31) / 32 * 32;
-  int blocks = (p.k_len + chunk_len - 1) / chunk_len;
+  int row_groups = (p.q_heads / p.kv_heads * p.q_len + cu::qsdpa_rows - 1) /
+      cu::qsdpa_rows;
+  auto grid =
+      cu::quantized_sdpa_grid(p.k_len, p.batch * p.kv_heads * row_groups, sms);
+  int blocks = grid.blocks;
   int rows = p.batch * p.q_heads * p.q_len;
 
   DeviceBuffer<__half> q(q_host);
@@ -155,7 +155,7 @@ std::vector<float> run(
   params.q_len = p.q_len;
   params.k_len = p.k_len;
   params.blocks = blocks;
-  params.chunk_len = chunk_len;
+  params.chunk_len = grid.chunk_len;
   params.scale_log2 = (1.0f / std::sqrt(float(D))) * 1.44269504089f;
   params.causal = p.causal;
   // Masks are [batch, heads, q_len, k_len], row-contiguous.
@@ -181,7 +181,6 @@ std::vector<float> run(
             q.ptr,
             keys,
             values,
-            sinks_host ? sk.ptr : nullptr,
             bmask ? reinterpret_cast<const bool*>(bm.ptr) : nullptr,
             fmask ? fm.ptr : nullptr,
             pout.ptr,
@@ -190,7 +189,15 @@ std::vector<float> run(
             params,
             books);
     cu::quantized_sdpa_pass2<__half, D>
-        <<<rows, D>>>(pout.ptr, pmax.ptr, psum.ptr, out.ptr, blocks);
+        <<<rows, D>>>(
+            pout.ptr,
+            pmax.ptr,
+            psum.ptr,
+            sinks_host ? sk.ptr : nullptr,
+            out.ptr,
+            blocks,
+            p.q_heads,
+            p.q_len);
   };
   launch();
   CHECK(cudaGetLastError());
@@ -408,12 +415,27 @@ int check_all(std::mt19937& rng) {
     a.float_mask = true;
     a.sinks = true;
     report("add+sink", affine8, turbo4, a, check_case<D, A8, R4>(a, affine8, turbo4, rng));
+    // Three query heads per KV head, and fewer keys than a chunk.
+    Problem g{1, 6, 2, q_len, 37, D};
+    g.causal = true;
+    report("gqa3", turbo4, turbo4, g, check_case<D, R4, R4>(g, turbo4, turbo4, rng));
+    report("gqa3", affine6, affine6, g, check_case<D, A6, A6>(g, affine6, affine6, rng));
   }
   return failures;
 }
 
 int main() {
   std::mt19937 rng(0);
+  if (std::getenv("QSDPA_PROFILE")) {
+    // One turbo4 case at 128K keys, for a profiler.
+    Problem p{1, 32, 8, 1, 131072, 128};
+    float ms;
+    double gb;
+    check_case<128, cu::TurboRows<T, 4>, cu::TurboRows<T, 4>>(
+        p, turbo4, turbo4, rng, &ms, 3, &gb);
+    std::printf("turbo4 128K: %.1f us\n", ms * 1e3);
+    return 0;
+  }
   int failures = check_all<64>(rng) + check_all<128>(rng) + check_all<256>(rng);
 
   // Copy bandwidth of the card, bytes read plus written.
