@@ -5,6 +5,7 @@
 //
 //   nvcc -std=c++20 -O3 -arch=sm_90a -I mlx check_quantized_sdpa.cu
 //   ./a.out            (exits 1 if a check fails)
+//   QSDPA_PROFILE=1 ./a.out   (one turbo4 case at 128K keys, for ncu)
 
 #include <cuda_fp16.h>
 
@@ -50,6 +51,28 @@ struct DeviceBuffer {
     return out;
   }
 };
+
+// The median time of `reps` runs of f, timed with CUDA events.
+template <typename F>
+float median_ms(int reps, F&& f) {
+  cudaEvent_t start, stop;
+  CHECK(cudaEventCreate(&start));
+  CHECK(cudaEventCreate(&stop));
+  std::vector<float> times;
+  for (int i = 0; i < reps; ++i) {
+    CHECK(cudaEventRecord(start));
+    f();
+    CHECK(cudaEventRecord(stop));
+    CHECK(cudaEventSynchronize(stop));
+    float ms;
+    CHECK(cudaEventElapsedTime(&ms, start, stop));
+    times.push_back(ms);
+  }
+  CHECK(cudaEventDestroy(start));
+  CHECK(cudaEventDestroy(stop));
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
 
 // One side's format: TurboQuant (bits 3 or 4) or affine.
 struct Format {
@@ -203,21 +226,7 @@ std::vector<float> run(
   CHECK(cudaGetLastError());
   CHECK(cudaDeviceSynchronize());
   if (time_ms) {
-    cudaEvent_t start, stop;
-    CHECK(cudaEventCreate(&start));
-    CHECK(cudaEventCreate(&stop));
-    std::vector<float> times;
-    for (int i = 0; i < reps; ++i) {
-      CHECK(cudaEventRecord(start));
-      launch();
-      CHECK(cudaEventRecord(stop));
-      CHECK(cudaEventSynchronize(stop));
-      float ms;
-      CHECK(cudaEventElapsedTime(&ms, start, stop));
-      times.push_back(ms);
-    }
-    std::sort(times.begin(), times.end());
-    *time_ms = times[times.size() / 2];
+    *time_ms = median_ms(reps, launch);
   }
   auto host = out.to_host();
   std::vector<float> result(host.size());
@@ -442,21 +451,10 @@ int main() {
   size_t n = size_t(1) << 30;
   DeviceBuffer<char> a(n), b(n);
   CHECK(cudaMemcpy(b.ptr, a.ptr, n, cudaMemcpyDeviceToDevice));
-  cudaEvent_t start, stop;
-  CHECK(cudaEventCreate(&start));
-  CHECK(cudaEventCreate(&stop));
-  std::vector<float> times;
-  for (int i = 0; i < 20; ++i) {
-    CHECK(cudaEventRecord(start));
+  float copy_ms = median_ms(20, [&] {
     CHECK(cudaMemcpy(b.ptr, a.ptr, n, cudaMemcpyDeviceToDevice));
-    CHECK(cudaEventRecord(stop));
-    CHECK(cudaEventSynchronize(stop));
-    float ms;
-    CHECK(cudaEventElapsedTime(&ms, start, stop));
-    times.push_back(ms);
-  }
-  std::sort(times.begin(), times.end());
-  double copy_gbs = 2.0 * n / 1e9 / (times[10] / 1e3);
+  });
+  double copy_gbs = 2.0 * n / 1e9 / (copy_ms / 1e3);
   std::printf("copy bandwidth %.0f GB/s (read + write)\n", copy_gbs);
 
   std::printf("| L | K/V | us | GB read | GB/s | of copy |\n|---|---|---|---|---|---|\n");
