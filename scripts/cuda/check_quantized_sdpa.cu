@@ -52,12 +52,20 @@ struct DeviceBuffer {
   }
 };
 
-// The median time of `reps` runs of f, timed with CUDA events.
+// The median time of `reps` runs of f, timed with CUDA events, after 100 ms
+// of runs that bring the card to its clocks.
 template <typename F>
 float median_ms(int reps, F&& f) {
   cudaEvent_t start, stop;
   CHECK(cudaEventCreate(&start));
   CHECK(cudaEventCreate(&stop));
+  CHECK(cudaEventRecord(start));
+  for (float warm = 0; warm < 100;) {
+    f();
+    CHECK(cudaEventRecord(stop));
+    CHECK(cudaEventSynchronize(stop));
+    CHECK(cudaEventElapsedTime(&warm, start, stop));
+  }
   std::vector<float> times;
   for (int i = 0; i < reps; ++i) {
     CHECK(cudaEventRecord(start));
@@ -137,8 +145,9 @@ struct Problem {
   bool causal = false, bool_mask = false, float_mask = false, sinks = false;
 };
 
-// Runs pass 1 and 2 for one pair of formats; returns the output on the host
-// and, if `time_ms` is given, the median of `reps` timed runs.
+// Runs pass 1 (on tensor cores if `mma`, for turbo4 only) and pass 2 for one
+// pair of formats; returns the output on the host and, if `time_ms` is given,
+// the median of `reps` timed runs.
 template <int D, typename KR, typename VR>
 std::vector<float> run(
     const Problem& p,
@@ -150,15 +159,17 @@ std::vector<float> run(
     const std::vector<__half>* sinks_host,
     const Format& kf,
     const Format& vf,
+    bool mma,
     float* time_ms = nullptr,
     int reps = 0) {
   int sms;
   CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
   // As eval_gpu in quantized_sdpa.cu.
-  int row_groups = (p.q_heads / p.kv_heads * p.q_len + cu::qsdpa_rows - 1) /
-      cu::qsdpa_rows;
-  auto grid =
-      cu::quantized_sdpa_grid(p.k_len, p.batch * p.kv_heads * row_groups, sms);
+  auto plan = cu::quantized_sdpa_plan(
+      mma, D, p.batch, p.kv_heads, p.q_heads / p.kv_heads * p.q_len, p.k_len,
+      sms);
+  auto& grid = plan.grid;
+  int row_groups = plan.row_groups;
   int blocks = grid.blocks;
   int rows = p.batch * p.q_heads * p.q_len;
 
@@ -197,10 +208,16 @@ std::vector<float> run(
   fill(kf, books.keys);
   fill(vf, books.values);
 
+  auto pass1 = cu::quantized_sdpa_pass1<__half, D, KR, VR>;
+  if constexpr (std::is_same_v<KR, cu::TurboRows<__half, 4>> &&
+                std::is_same_v<VR, cu::TurboRows<__half, 4>>) {
+    if (mma) {
+      pass1 = cu::quantized_sdpa_turbo4_pass1<__half, D>;
+    }
+  }
   auto launch = [&]() {
-    cu::quantized_sdpa_pass1<__half, D, KR, VR>
-        <<<dim3(p.kv_heads * row_groups, p.batch, blocks),
-           dim3(32, cu::qsdpa_warps)>>>(
+    pass1<<<dim3(p.kv_heads * row_groups, p.batch, blocks),
+            dim3(32, cu::qsdpa_warps)>>>(
             q.ptr,
             keys,
             values,
@@ -314,6 +331,7 @@ double check_case(
     const Format& kf,
     const Format& vf,
     std::mt19937& rng,
+    bool mma = false,
     float* time_ms = nullptr,
     int reps = 0,
     double* gbytes = nullptr) {
@@ -355,6 +373,7 @@ double check_case(
       p.sinks ? &sinks : nullptr,
       kf,
       vf,
+      mma,
       time_ms,
       reps);
   if (gbytes) {
@@ -408,6 +427,7 @@ int check_all(std::mt19937& rng) {
     using A8b = cu::AffineRows<T, 8, 64>;
     report("plain", turbo3, turbo3, p, check_case<D, R3, R3>(p, turbo3, turbo3, rng));
     report("plain", turbo4, turbo4, p, check_case<D, R4, R4>(p, turbo4, turbo4, rng));
+    report("mma", turbo4, turbo4, p, check_case<D, R4, R4>(p, turbo4, turbo4, rng, true));
     report("plain", affine4, affine4, p, check_case<D, A4, A4>(p, affine4, affine4, rng));
     report("plain", affine6, affine6, p, check_case<D, A6, A6>(p, affine6, affine6, rng));
     report("plain", affine8, affine8, p, check_case<D, A8, A8>(p, affine8, affine8, rng));
@@ -417,17 +437,24 @@ int check_all(std::mt19937& rng) {
     Problem c = p;
     c.causal = true;
     report("causal", turbo4, turbo4, c, check_case<D, R4, R4>(c, turbo4, turbo4, rng));
+    report("mma caus", turbo4, turbo4, c, check_case<D, R4, R4>(c, turbo4, turbo4, rng, true));
     Problem m = p;
     m.bool_mask = true;
     report("boolmask", turbo3, turbo3, m, check_case<D, R3, R3>(m, turbo3, turbo3, rng));
+    report("mma bool", turbo4, turbo4, m, check_case<D, R4, R4>(m, turbo4, turbo4, rng, true));
     Problem a = p;
     a.float_mask = true;
     a.sinks = true;
     report("add+sink", affine8, turbo4, a, check_case<D, A8, R4>(a, affine8, turbo4, rng));
+    report("mma add", turbo4, turbo4, a, check_case<D, R4, R4>(a, turbo4, turbo4, rng, true));
     // Three query heads per KV head, and fewer keys than a chunk.
     Problem g{1, 6, 2, q_len, 37, D};
     g.causal = true;
     report("gqa3", turbo4, turbo4, g, check_case<D, R4, R4>(g, turbo4, turbo4, rng));
+    report("mma gqa3", turbo4, turbo4, g, check_case<D, R4, R4>(g, turbo4, turbo4, rng, true));
+    // Rows past a block's 8, and a key length off the 16-key tiles.
+    Problem h{1, 24, 2, q_len, 1003, D};
+    report("mma gqa12", turbo4, turbo4, h, check_case<D, R4, R4>(h, turbo4, turbo4, rng, true));
     report("gqa3", affine6, affine6, g, check_case<D, A6, A6>(g, affine6, affine6, rng));
   }
   return failures;
@@ -441,7 +468,7 @@ int main() {
     float ms;
     double gb;
     check_case<128, cu::TurboRows<T, 4>, cu::TurboRows<T, 4>>(
-        p, turbo4, turbo4, rng, &ms, 3, &gb);
+        p, turbo4, turbo4, rng, true, &ms, 20, &gb);
     std::printf("turbo4 128K: %.1f us\n", ms * 1e3);
     return 0;
   }
@@ -461,14 +488,16 @@ int main() {
   for (int L : {4096, 32768, 131072}) {
     Problem p{1, 32, 8, 1, L, 128};
     auto time = [&](const char* name, auto kr, auto vr, const Format& kf,
-                    const Format& vf) {
+                    const Format& vf, bool mma = false) {
       float ms;
       double gb;
-      check_case<128, decltype(kr), decltype(vr)>(p, kf, vf, rng, &ms, 50, &gb);
+      check_case<128, decltype(kr), decltype(vr)>(
+          p, kf, vf, rng, mma, &ms, 50, &gb);
       std::printf(
           "| %d | %s | %.1f | %.4f | %.0f | %.0f%% |\n", L, name, ms * 1e3, gb,
           gb / (ms / 1e3), 100 * gb / (ms / 1e3) / copy_gbs);
     };
+    time("turbo4 mma", cu::TurboRows<T, 4>{}, cu::TurboRows<T, 4>{}, turbo4, turbo4, true);
     time("turbo4", cu::TurboRows<T, 4>{}, cu::TurboRows<T, 4>{}, turbo4, turbo4);
     time("turbo3", cu::TurboRows<T, 3>{}, cu::TurboRows<T, 3>{}, turbo3, turbo3);
     time("affine4 g64", cu::AffineRows<T, 4, 64>{}, cu::AffineRows<T, 4, 64>{}, affine4, affine4);
