@@ -1,4 +1,4 @@
-"""Quantized SDPA on a CUDA GPU: the fused kernel and the fallback against
+"""Quantized SDPA on a CUDA GPU: the fused kernels and the fallback against
 float64 attention over the dequantized cache. Skipped without a CUDA GPU
 (CI has none); the device runs and benchmarks are in results/speed_cuda.md."""
 
@@ -23,7 +23,7 @@ PAIRS = [(name, name) for name in FORMATS] + [
 ]
 
 
-def attention64(q, k, v, scale, causal=False):
+def attention64(q, k, v, scale, causal=False, mask=None, sinks=None):
     q, k, v = (np.array(t.astype(mx.float32), dtype=np.float64) for t in (q, k, v))
     reps = q.shape[1] // k.shape[1]
     k, v = np.repeat(k, reps, axis=1), np.repeat(v, reps, axis=1)
@@ -31,8 +31,20 @@ def attention64(q, k, v, scale, causal=False):
     if causal:
         L_q, L_k = s.shape[-2:]
         s = np.where(np.arange(L_q)[:, None] + L_k - L_q >= np.arange(L_k), s, -np.inf)
-    p = np.exp(s - s.max(-1, keepdims=True))
-    return (p / p.sum(-1, keepdims=True)) @ v
+    if mask is not None and mask.dtype == mx.bool_:
+        s = np.where(np.array(mask), s, -np.inf)
+    elif mask is not None:
+        s = s + np.array(mask.astype(mx.float32), dtype=np.float64)
+    # A sink is a key of score `sinks[head]` whose value is zero.
+    m = s.max(-1, keepdims=True)
+    if sinks is not None:
+        sink = np.array(sinks.astype(mx.float32), dtype=np.float64)[:, None, None]
+        m = np.maximum(m, sink)
+    p = np.exp(s - m)
+    total = p.sum(-1, keepdims=True)
+    if sinks is not None:
+        total = total + np.exp(sink - m)
+    return (p / total) @ v
 
 
 @pytest.mark.parametrize("pair", PAIRS, ids=lambda p: f"{p[0]}/{p[1]}")
@@ -71,3 +83,63 @@ def test_fused_and_fallback_match_float64(pair):
             rtol=tol,
             err_msg=f"D={D} B={B} {dtype} L_q={L_q} causal={causal}",
         )
+
+
+@pytest.mark.parametrize(
+    "pair",
+    [("turbo4", "turbo4"), ("turbo3", "turbo3"), ("affine8 g32", "turbo4")],
+    ids=lambda p: f"{p[0]}/{p[1]}",
+)
+def test_masks_and_sinks_match_float64(pair):
+    # turbo4 with 16-bit queries runs the tensor-core kernel, the others the
+    # CUDA-core one; both read masks through their strides.
+    mx.random.seed(1)
+    kf, vf = FORMATS[pair[0]], FORMATS[pair[1]]
+    B, Hq, Hkv, L_k = 2, 8, 2, 333
+    for D, dtype, L_q in product((64, 128), (mx.float16, mx.bfloat16), (1, 5)):
+        k = mx.random.normal((B, Hkv, L_k, D)).astype(dtype)
+        v = mx.random.normal((B, Hkv, L_k, D)).astype(dtype)
+        q = mx.random.normal((B, Hq, L_q, D)).astype(dtype)
+        k_parts, v_parts = mx.quantize(k, **kf), mx.quantize(v, **vf)
+        k_hat = mx.dequantize(*k_parts, **kf, dtype=mx.float32)
+        v_hat = mx.dequantize(*v_parts, **vf, dtype=mx.float32)
+        bool_mask = mx.random.uniform(shape=(B, Hq, L_q, L_k)) > 0.3
+        bool_mask[..., 0] = True
+        additive = mx.random.normal((L_q, L_k)).astype(dtype)
+        # Sinks large enough to take a good share of the weight.
+        sinks = (4 + mx.random.normal((Hq,))).astype(dtype)
+        options = {
+            "bool": dict(mask=bool_mask),
+            "bool per head": dict(mask=bool_mask[:, :, :1]),
+            "additive": dict(mask=additive),
+            "causal+sinks": dict(causal=True, sinks=sinks),
+            "additive+sinks": dict(mask=additive, sinks=sinks),
+        }
+        for name, extra in options.items():
+            kwargs = dict(scale=D**-0.5, **kf, **extra)
+            kwargs.update({f"v_{key}": value for key, value in vf.items()})
+            if kf["mode"] == "affine":
+                kwargs["k_biases"] = k_parts[2]
+            if vf["mode"] == "affine":
+                kwargs["v_biases"] = v_parts[2]
+            out = mx.fast.quantized_scaled_dot_product_attention(
+                q, k_parts[0], k_parts[1], v_parts[0], v_parts[1], **kwargs
+            )
+            mask = extra.get("mask")
+            if mask is not None:
+                mask = mx.broadcast_to(mask, (B, Hq, L_q, L_k))
+            expected = attention64(
+                q,
+                k_hat,
+                v_hat,
+                D**-0.5,
+                extra.get("causal", False),
+                mask,
+                extra.get("sinks"),
+            )
+            # Relative to the outputs' norm: averages over many keys are
+            # small, so an absolute tolerance would hide lost keys.
+            error = np.linalg.norm(np.array(out.astype(mx.float32)) - expected)
+            error /= np.linalg.norm(expected)
+            tol = {mx.float16: 5e-3, mx.bfloat16: 2e-2}[dtype]
+            assert error < tol, f"D={D} {dtype} L_q={L_q} {name}: {error:.2e}"
