@@ -31,6 +31,7 @@ def attention64(q, k, v, scale, causal=False, mask=None, sinks=None):
     if causal:
         L_q, L_k = s.shape[-2:]
         s = np.where(np.arange(L_q)[:, None] + L_k - L_q >= np.arange(L_k), s, -np.inf)
+    # Masks broadcast against the scores.
     if mask is not None and mask.dtype == mx.bool_:
         s = np.where(np.array(mask), s, -np.inf)
     elif mask is not None:
@@ -45,6 +46,19 @@ def attention64(q, k, v, scale, causal=False, mask=None, sinks=None):
     if sinks is not None:
         total = total + np.exp(sink - m)
     return (p / total) @ v
+
+
+def attend(q, k_parts, v_parts, kf, vf, **kwargs):
+    # Quantized SDPA over the parts that mx.quantize gave in formats kf, vf.
+    kwargs.update(kf)
+    kwargs.update({f"v_{key}": value for key, value in vf.items()})
+    if kf["mode"] == "affine":
+        kwargs["k_biases"] = k_parts[2]
+    if vf["mode"] == "affine":
+        kwargs["v_biases"] = v_parts[2]
+    return mx.fast.quantized_scaled_dot_product_attention(
+        q, k_parts[0], k_parts[1], v_parts[0], v_parts[1], **kwargs
+    )
 
 
 @pytest.mark.parametrize("pair", PAIRS, ids=lambda p: f"{p[0]}/{p[1]}")
@@ -62,15 +76,7 @@ def test_fused_and_fallback_match_float64(pair):
         v = mx.random.normal((B, 2, 300, D)).astype(dtype)
         q = mx.random.normal((B, 8, L_q, D)).astype(dtype)
         k_parts, v_parts = mx.quantize(k, **kf), mx.quantize(v, **vf)
-        kwargs = dict(scale=D**-0.5, causal=causal, **kf)
-        kwargs.update({f"v_{key}": value for key, value in vf.items()})
-        if kf["mode"] == "affine":
-            kwargs["k_biases"] = k_parts[2]
-        if vf["mode"] == "affine":
-            kwargs["v_biases"] = v_parts[2]
-        out = mx.fast.quantized_scaled_dot_product_attention(
-            q, k_parts[0], k_parts[1], v_parts[0], v_parts[1], **kwargs
-        )
+        out = attend(q, k_parts, v_parts, kf, vf, scale=D**-0.5, causal=causal)
         k_hat = mx.dequantize(*k_parts, **kf, dtype=mx.float32)
         v_hat = mx.dequantize(*v_parts, **vf, dtype=mx.float32)
         expected = attention64(q, k_hat, v_hat, D**-0.5, causal)
@@ -116,25 +122,14 @@ def test_masks_and_sinks_match_float64(pair):
             "additive+sinks": dict(mask=additive, sinks=sinks),
         }
         for name, extra in options.items():
-            kwargs = dict(scale=D**-0.5, **kf, **extra)
-            kwargs.update({f"v_{key}": value for key, value in vf.items()})
-            if kf["mode"] == "affine":
-                kwargs["k_biases"] = k_parts[2]
-            if vf["mode"] == "affine":
-                kwargs["v_biases"] = v_parts[2]
-            out = mx.fast.quantized_scaled_dot_product_attention(
-                q, k_parts[0], k_parts[1], v_parts[0], v_parts[1], **kwargs
-            )
-            mask = extra.get("mask")
-            if mask is not None:
-                mask = mx.broadcast_to(mask, (B, Hq, L_q, L_k))
+            out = attend(q, k_parts, v_parts, kf, vf, scale=D**-0.5, **extra)
             expected = attention64(
                 q,
                 k_hat,
                 v_hat,
                 D**-0.5,
                 extra.get("causal", False),
-                mask,
+                extra.get("mask"),
                 extra.get("sinks"),
             )
             # Relative to the outputs' norm: averages over many keys are

@@ -208,13 +208,7 @@ std::vector<float> run(
   fill(kf, books.keys);
   fill(vf, books.values);
 
-  auto pass1 = cu::quantized_sdpa_pass1<__half, D, KR, VR>;
-  if constexpr (std::is_same_v<KR, cu::TurboRows<__half, 4>> &&
-                std::is_same_v<VR, cu::TurboRows<__half, 4>>) {
-    if (mma) {
-      pass1 = cu::quantized_sdpa_turbo4_pass1<__half, D>;
-    }
-  }
+  auto pass1 = cu::quantized_sdpa_pass1_kernel<__half, D, KR, VR>(mma);
   auto launch = [&]() {
     pass1<<<dim3(p.kv_heads * row_groups, p.batch, blocks),
             dim3(32, cu::qsdpa_warps)>>>(
