@@ -12,7 +12,7 @@ import pytest
 from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "scripts"))
-import smollm2_gguf  # noqa: E402
+import gguf_models  # noqa: E402
 import turboquant_cache as tq  # noqa: E402
 
 # 48 tokens of prose from the middle of the benchmark's text: the first 24 in
@@ -30,7 +30,7 @@ KL_BOUND = {"turbo4": 0.12, "k8v4": 0.025}
 
 @pytest.fixture(scope="module")
 def model():
-    model, tokenizer = smollm2_gguf.load()  # fails, never skips, without the model
+    model, tokenizer = gguf_models.load()  # fails, never skips, without the model
     ids = tokenizer.encode((ROOT / "scripts" / "data" / "model_text.txt").read_text())
     return model, ids[START : START + PREFILL + DECODE + 1]
 

