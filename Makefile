@@ -47,7 +47,7 @@ check: deps check-metal
 	$(S)/check.sh
 
 check-metal: deps
-	$(S)/check_metal.sh
+	$(S)/metal/check_metal.py
 
 check-bisect: deps
 	$(S)/check_bisect.sh

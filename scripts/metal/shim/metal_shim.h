@@ -1,7 +1,7 @@
 // A model of the Metal Shading Language for clang -fsyntax-only, so that
 // MLX's Metal kernels can be type-checked on machines without Apple's Metal
-// compiler. scripts/check_metal.sh force-includes it before every kernel and
-// compiles as C++ for OpenCL: C++17 with address spaces.
+// compiler. scripts/metal/check_metal.py force-includes it before every
+// kernel and compiles as C++ for OpenCL: C++17 with address spaces.
 //
 // device, threadgroup and constant are OpenCL's __global, __local and
 // __constant (clang's diagnostics say those names), disjoint as in MSL.
@@ -425,11 +425,13 @@ inline vec<T, N> make_vec(A a, B b, C... c) {
 } // namespace metal
 
 // OpenCL allows threadgroup variables only in kernel functions, which cannot
-// be templates; check_metal.sh rewrites `threadgroup T x[n];` in MLX's
-// kernels to `threadgroup T (&x)[n] = threadgroup_variable<T[n]>();`.
+// be templates; check_metal.py rewrites `threadgroup T x[n];` in MLX's
+// kernels to `threadgroup T (&x)[n] = threadgroup_variable<T[n], ID>();`,
+// with a number ID per declaration, so that the executor gives each
+// declaration its own memory.
 namespace metal {
 namespace __shim {
-template <typename T>
+template <typename T, int ID>
 threadgroup T& threadgroup_variable();
 } // namespace __shim
 } // namespace metal
