@@ -274,8 +274,7 @@ struct bfloat {
 
   bfloat() = default;
   template <typename T, typename = metal::enable_if_t<__is_bfloat_peer<T>>>
-  constexpr bfloat(T x)
-      : bits_(__builtin_bit_cast(uint32_t, static_cast<float>(x)) >> 16) {}
+  constexpr bfloat(T x) : bits_(from_float(static_cast<float>(x))) {}
   // A template, so that it is no copy constructor: bfloat stays trivial.
   template <
       typename U,
@@ -284,6 +283,15 @@ struct bfloat {
 
   constexpr operator float() const {
     return __builtin_bit_cast(float, uint32_t(bits_) << 16);
+  }
+  // float to bfloat rounds to nearest, ties to even, as Metal does; NaNs stay
+  // NaNs (quieted), so that no rounding carries one into an infinity.
+  static constexpr uint16_t from_float(float x) {
+    uint32_t u = __builtin_bit_cast(uint32_t, x);
+    if ((u & 0x7fffffffu) > 0x7f800000u) {
+      return uint16_t((u >> 16) | 0x40u);
+    }
+    return uint16_t((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
   }
   constexpr operator float() const __constant {
     return __builtin_bit_cast(float, uint32_t(bits_) << 16);
