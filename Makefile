@@ -40,6 +40,10 @@ wheel: all
 test: all
 	$(S)/test.sh
 
+.PHONY: test-metal
+test-metal: all
+	.venv/bin/python -m pytest -q python_tests/test_metal_run.py
+
 export:
 	$(S)/export.sh
 
