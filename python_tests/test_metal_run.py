@@ -8,7 +8,7 @@ import sys
 import mlx.core as mx
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import ROOT, pinned_base
 
 sys.path.insert(0, str(ROOT / "scripts" / "metal"))
 import cases as C  # noqa: E402
@@ -17,7 +17,7 @@ import metal_run  # noqa: E402
 import msl  # noqa: E402
 
 # float -> bfloat as Metal converts: round to nearest, ties to even. A
-# truncating conversion fails the first, third, fourth and sixth lines.
+# truncating conversion fails all but the second, fifth and seventh.
 BFLOAT_ROUNDING = """
 constexpr uint16_t bf(uint32_t u) {
   return bfloat(__builtin_bit_cast(float, u)).bits_;
@@ -49,6 +49,7 @@ def test_shim_rounds_float_to_bfloat_to_nearest_even(tmp_path):
 
 TOOL = ROOT / "scripts" / "metal" / "metal_run.py"
 MLX = ROOT / "mlx"
+KERNELS = msl.KERNELS
 CASES = C.SETS["all"]()
 # What --tree needs of an MLX tree: the kernels and the host code they are
 # dispatched by.
@@ -80,7 +81,7 @@ def test_kernel_matches_float64_reference(runs, case):
 
 def test_the_matrix_covers_the_issue():
     keys = {c.key for c in CASES} | {c.vfmt for c in CASES}
-    assert {C.TURBO3, C.TURBO4, C.AFFINE4, C.AFFINE4_32, C.AFFINE8_32, C.MXFP4} <= keys
+    assert set(C.FORMATS) <= keys
     quant = [c for c in CASES if c.key is not None]
     assert {(c.dtype, c.D) for c in quant} >= {
         (t, d) for t in C.DTYPES for d in (64, 128, 256)
@@ -155,7 +156,6 @@ def edit(path, text, replacement):
     path.write_text(source.replace(text, replacement))
 
 
-KERNELS = "mlx/backend/metal/kernels"
 # (file, text, replacement, what the run must say)
 MUTANTS = {
     "changed_turbo4_centroid": (
@@ -186,6 +186,22 @@ def metal_run_cli(*args):
     return subprocess.run(
         [sys.executable, TOOL, *map(str, args)], capture_output=True, text=True
     )
+
+
+def test_the_bases_kernels_pass(tmp_path):
+    """A control: the base's own quantized kernels (affine and MXFP4, from
+    PR #3026), with the base's own host code."""
+    archive = subprocess.run(
+        ["git", "-C", MLX, "archive", pinned_base(), *TREE_FILES],
+        capture_output=True,
+        check=True,
+    )
+    tree = tmp_path / "base"
+    tree.mkdir()
+    subprocess.run(["tar", "-x", "-C", tree], input=archive.stdout, check=True)
+    assert not (tree / KERNELS / "turbo_quant.h").exists()
+    p = metal_run_cli("--tree", tree, "--set", "base")
+    assert p.returncode == 0, p.stdout + p.stderr
 
 
 def test_mutant_cases_pass_on_the_tree(tmp_path):

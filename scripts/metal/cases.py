@@ -9,8 +9,10 @@ affine and MXFP4 from their definitions. MLX's CPU kernel runs on the same
 inputs, for comparison."""
 
 import itertools
+import os
 import platform
 import re
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -26,10 +28,11 @@ import turbo_codebooks  # noqa: E402
 
 DISPATCH = "mlx/backend/metal/scaled_dot_product_attention.cpp"
 DTYPES = ("float32", "float16", "bfloat16")
-# Worst error relative to max |reference| that passes, per dtype: about 2x
-# the worst seen (results/metal_run.md), and below what a wrong codebook
-# entry, a lost barrier or a wrong lane gives.
-TOLERANCE = {"float32": 5e-6, "float16": 3e-3, "bfloat16": 1.5e-2}
+# Worst error relative to max |reference| that passes, per dtype: 1.5-4x the
+# worst seen (results/metal_run.md), and below what a wrong codebook entry, a
+# lost barrier or a wrong lane gives. bfloat16's is also below what the
+# shim's former truncating float-to-bfloat conversion gave (8.9e-3).
+TOLERANCE = {"float32": 5e-6, "float16": 1.5e-3, "bfloat16": 7e-3}
 MODES = {
     "affine": "Affine",
     "mxfp4": "Mxfp4",
@@ -61,6 +64,7 @@ class Fmt:
 
 TURBO3, TURBO4 = Fmt("turbo3", 3), Fmt("turbo4", 4)
 AFFINE4, AFFINE8_32 = Fmt("affine", 4, 64), Fmt("affine", 8, 32)
+AFFINE8 = Fmt("affine", 8, 64)
 AFFINE4_32, MXFP4 = Fmt("affine", 4, 32), Fmt("mxfp4", 4, 32)
 
 
@@ -319,6 +323,10 @@ def prepare(c):
             )
         args["kf"] = _Format(c.key, c.D)
         args["vf"] = _Format(c.vfmt, c.D)
+        if c.vfmt == c.key:  # the base's signature: one format
+            args.update(
+                mode=args["kf"].mode, bits=c.key.bits, group_size=args["kf"].group_size
+            )
     return Inputs(c, args, reference, cpu, out)
 
 
@@ -402,7 +410,7 @@ def describe(row):
         return f"{status} {c.name} [{row['schedule']}]: {row['error']}"
     return (
         f"{status} {c.name} [{row['schedule']}]: metal {row['metal']:.1e} "
-        f"cpu {row['cpu']:.1e} (tolerance {c.tolerance:.0e}, {row['seconds']:.2f} s)"
+        f"cpu {row['cpu']:.1e} (tolerance {c.tolerance:.1e}, {row['seconds']:.2f} s)"
     )
 
 
@@ -410,36 +418,50 @@ def describe(row):
 
 
 def core_cases():
-    """Every format on every dtype and head dimension the kernel has."""
+    """Every format on every dtype and head dimension the kernel has (the
+    format is a function constant: these cost no compilation)."""
     out = []
     for dtype, D in itertools.product(DTYPES, (64, 128, 256)):
-        for fmt in (TURBO4, TURBO3):
-            out.append(Case(dtype=dtype, D=D, key=fmt, N=70 + D // 4, seed=D))
-        out.append(
-            Case(
-                dtype=dtype,
-                D=D,
-                key=(AFFINE4, MXFP4, AFFINE8_32)[D // 128],
-                N=77,
-                seed=1,
+        for i, fmt in enumerate(FORMATS):
+            out.append(
+                Case(dtype=dtype, D=D, key=fmt, N=61 + D // 4 + 7 * i, seed=D + i)
             )
-        )
     return out
 
 
+FORMATS = (TURBO4, TURBO3, AFFINE4, AFFINE4_32, AFFINE8, AFFINE8_32, MXFP4)
+BOTH = ("rr", "sg_greedy")
+
+
 def feature_cases():
-    """Masks, sinks, causal, GQA, batches, several queries, mixed formats,
-    lengths that are not multiples of the block, both schedules."""
-    both = ("rr", "sg_greedy")
-    return [
-        Case(key=AFFINE8_32, value=TURBO4, N=65),
-        Case(key=TURBO4, value=TURBO3, dtype="float16", N=90),
-        Case(key=AFFINE4_32, dtype="bfloat16", N=33),
-        Case(key=TURBO4, mask="bool", Lq=3, N=77, schedules=both),
-        Case(key=TURBO3, mask="additive", Lq=2, N=100, dtype="float16"),
-        Case(key=TURBO4, sinks=True, N=50, dtype="bfloat16"),
-        Case(key=TURBO4, causal=True, Lq=5, N=70, schedules=both),
-        Case(key=TURBO3, Hq=8, Hkv=2, B=2, N=300, blocks=64, schedules=both),
+    """Mixed formats, masks, sinks, causal, GQA, batches, several queries,
+    lengths that are not multiples of the block (and fewer keys than
+    blocks), more blocks, under both schedules."""
+    out = []
+    # Key and value formats that differ (the pairs the fused kernel has).
+    for i, (k, v) in enumerate(
+        [
+            (AFFINE8_32, TURBO4),
+            (AFFINE8, TURBO3),
+            (TURBO4, TURBO3),
+            (AFFINE8_32, TURBO3),
+        ]
+    ):
+        out.append(
+            Case(
+                key=k, value=v, dtype=DTYPES[i % 3], D=(64, 128, 256, 128)[i], N=65 + i
+            )
+        )
+    for dtype, fmt in zip(DTYPES, (TURBO4, TURBO3, TURBO4)):
+        out += [
+            Case(dtype=dtype, key=fmt, mask="bool", Lq=3, N=77, schedules=BOTH),
+            Case(dtype=dtype, key=fmt, mask="additive", Lq=2, N=100, D=64),
+            Case(dtype=dtype, key=fmt, sinks=True, N=50, D=256),
+            Case(dtype=dtype, key=fmt, causal=True, Lq=5, N=70, schedules=BOTH),
+        ]
+    return out + [
+        Case(key=TURBO3, Hq=8, Hkv=2, B=2, N=300, blocks=64, schedules=BOTH),
+        Case(key=TURBO4, Hq=4, Hkv=2, B=2, Lq=2, N=90, mask="bool", dtype="float16"),
         Case(key=MXFP4, Hq=8, Hkv=1, Lq=4, N=129, mask="bool", sinks=True, D=64),
         Case(
             key=AFFINE4,
@@ -454,11 +476,23 @@ def feature_cases():
         Case(
             key=TURBO4,
             Lq=8,
-            Hq=4,
-            Hkv=1,
             N=31,
             dtype="bfloat16",
             mask="bool",
+            sinks=True,
+            schedules=BOTH,
+        ),
+        Case(key=TURBO4, Lq=8, Hq=4, Hkv=1, N=200, causal=True, dtype="float16", D=64),
+        Case(key=TURBO3, Hq=32, Hkv=8, N=1500, blocks=128, dtype="bfloat16"),
+        Case(
+            key=AFFINE8_32,
+            value=TURBO4,
+            Hq=16,
+            Hkv=4,
+            Lq=2,
+            N=257,
+            blocks=64,
+            mask="additive",
             sinks=True,
         ),
     ]
@@ -468,15 +502,9 @@ def control_cases():
     """Upstream's float kernels, tested by upstream on real Macs: a failure
     here is the executor's."""
     return [
-        Case(
-            dispatch="sdpa_vector",
-            Hq=4,
-            Hkv=2,
-            N=77,
-            mask="bool",
-            schedules=("rr", "sg_greedy"),
-        ),
+        Case(dispatch="sdpa_vector", Hq=4, Hkv=2, N=77, mask="bool", schedules=BOTH),
         Case(dispatch="sdpa_vector", dtype="float16", D=64, Lq=2, N=50, sinks=True),
+        Case(dispatch="sdpa_vector", dtype="bfloat16", D=256, Lq=3, N=40, causal=True),
         Case(
             dispatch="sdpa_vector_2pass",
             Hq=8,
@@ -489,16 +517,34 @@ def control_cases():
         Case(
             dispatch="sdpa_vector_2pass", dtype="bfloat16", D=256, N=70, mask="additive"
         ),
+        Case(
+            dispatch="sdpa_vector_2pass",
+            dtype="float16",
+            D=64,
+            N=150,
+            sinks=True,
+            schedules=BOTH,
+        ),
+    ]
+
+
+def base_cases():
+    """The base's own quantized kernels (PR #3026: affine and MXFP4, one
+    format for keys and values), for its tree."""
+    return [
+        Case(key=AFFINE4, N=77),
+        Case(key=AFFINE8_32, dtype="float16", Lq=2, N=90, mask="bool", schedules=BOTH),
+        Case(key=MXFP4, dtype="bfloat16", N=100, sinks=True),
+        Case(key=AFFINE4_32, D=64, Lq=4, N=70, causal=True, Hq=8, Hkv=2),
     ]
 
 
 def mutant_cases():
     """What a broken kernel must fail: float32, D=128, the paths a changed
     centroid, a lost barrier or a collective in divergent code reach."""
-    both = ("rr", "sg_greedy")
     return [
-        Case(key=TURBO4, N=100, schedules=both),
-        Case(key=TURBO4, mask="bool", Lq=2, N=77, schedules=both),
+        Case(key=TURBO4, N=100, schedules=BOTH),
+        Case(key=TURBO4, mask="bool", Lq=2, N=77, schedules=BOTH),
     ]
 
 
@@ -507,8 +553,23 @@ SETS = {
     "core": core_cases,
     "features": feature_cases,
     "controls": control_cases,
+    "base": base_cases,
     "mutants": mutant_cases,
 }
+
+
+def describe_tree(tree):
+    """`mlx/` at <commit> (<subject>), or the path."""
+    tree = Path(tree)
+    name = "mlx/" if tree == msl.MLX else str(tree)
+    p = subprocess.run(
+        ["git", "-C", str(tree), "log", "-1", "--format=%h (%s)"],
+        capture_output=True,
+        text=True,
+    )
+    if p.returncode == 0 and p.stdout.strip():
+        return f"`{name}` at {p.stdout.strip()}"
+    return f"`{name}`"
 
 
 def report(tree, rows, t_build, total):
@@ -517,7 +578,8 @@ def report(tree, rows, t_build, total):
         "# Metal kernels executed under a CPU executor of Metal",
         "",
         "Written by `scripts/metal/metal_run.py --results`; do not edit by hand.",
-        f"Tree: `{tree}`. Machine: {platform.machine()}, {platform.processor() or platform.system()}. "
+        f"Tree: {describe_tree(tree)}. Machine: {platform.machine()} "
+        f"{platform.system()}, {os.cpu_count()} CPUs. "
         f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
         "",
         "These kernels were executed on the CPU, from their own source, by the",
@@ -529,7 +591,7 @@ def report(tree, rows, t_build, total):
         "same inputs.",
         "",
         f"{sum(r['ok'] for r in rows)} of {len(rows)} runs within tolerance; "
-        f"build {t_build:.0f} s (0 when cached), total {total:.0f} s.",
+        f"build {t_build:.0f} s (0: cached), total {total:.0f} s.",
         "",
         "## Worst error per dtype",
         "",
@@ -541,8 +603,26 @@ def report(tree, rows, t_build, total):
         if rs:
             lines.append(
                 f"| {dtype} | {len(rs)} | {max(r['metal'] for r in rs):.2e} | "
-                f"{max(r['cpu'] for r in rs):.2e} | {TOLERANCE[dtype]:.0e} |"
+                f"{max(r['cpu'] for r in rs):.2e} | {TOLERANCE[dtype]:.1e} |"
             )
+    lines += [
+        "",
+        "## Worst error per dtype and format (keys-values)",
+        "",
+        "| dtype | format | runs | executed Metal kernel | MLX CPU kernel |",
+        "|---|---|---|---|---|",
+    ]
+    groups = {}
+    for r in rows:
+        if "metal" in r:
+            c = r["case"]
+            fmt = "float" if c.key is None else f"{c.key.label()}-{c.vfmt.label()}"
+            groups.setdefault((DTYPES.index(c.dtype), fmt), []).append(r)
+    for (d, fmt), rs in sorted(groups.items()):
+        lines.append(
+            f"| {DTYPES[d]} | {fmt} | {len(rs)} | {max(r['metal'] for r in rs):.2e} | "
+            f"{max(r['cpu'] for r in rs):.2e} |"
+        )
     lines += [
         "",
         "## Runs",

@@ -365,13 +365,20 @@ def main(argv=None):
         "--set", default="all", choices=sorted(C.SETS), help="a set of cases"
     )
     ap.add_argument("--results", type=Path, help="write the results as Markdown")
+    ap.add_argument(
+        "--rebuild", action="store_true", help="build afresh (to time a cold build)"
+    )
     args = ap.parse_args(argv)
     tree = Path(os.path.abspath(args.tree))
     cases = [c for c in C.SETS[args.set]() if not args.select or args.select in c.name]
     if not cases:
         msl.die("no case selected")
     try:
-        rows, t_build, total = run(tree, cases)
+        if args.rebuild:
+            with tempfile.TemporaryDirectory() as scratch:
+                rows, t_build, total = run(tree, cases, cache=scratch)
+        else:
+            rows, t_build, total = run(tree, cases)
     except (BuildError, host.HostError) as e:
         msl.die(str(e))
     failed = [r for r in rows if not r["ok"]]

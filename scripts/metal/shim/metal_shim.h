@@ -2,6 +2,9 @@
 // MLX's Metal kernels can be type-checked on machines without Apple's Metal
 // compiler. scripts/metal/check_metal.py force-includes it before every
 // kernel and compiles as C++ for OpenCL: C++17 with address spaces.
+// scripts/metal/metal_run.py compiles the kernels the same way for x86-64
+// and runs them, with bodies for what is declared here from
+// scripts/metal/runtime/metal_exec.h.
 //
 // device, threadgroup and constant are OpenCL's __global, __local and
 // __constant (clang's diagnostics say those names), disjoint as in MSL.
