@@ -93,6 +93,7 @@ def test_the_matrix_covers_the_issue():
     assert any(c.sinks for c in quant) and any(c.causal for c in quant)
     assert any(c.N % 32 for c in quant) and any(c.N < c.blocks for c in quant)
     assert any("sg_greedy" in c.schedules for c in quant)
+    assert any(c.q_transposed for c in quant)
     assert {c.dispatch for c in CASES} >= {"sdpa_vector", "sdpa_vector_2pass"}
 
 

@@ -84,6 +84,9 @@ class Case:
     sinks: bool = False
     causal: bool = False
     dispatch: str = "quant_sdpa_vector_2pass"
+    # Queries laid out as (B, Lq, Hq, D) and transposed, as models make them
+    # (MLX passes them uncopied when B or Hq is 1).
+    q_transposed: bool = False
     schedules: tuple = ("rr",)
     seed: int = 0
 
@@ -111,6 +114,7 @@ class Case:
                 (self.mask, self.mask),
                 ("sinks", self.sinks),
                 ("causal", self.causal),
+                ("qT", self.q_transposed),
             )
             if on
         ]
@@ -214,6 +218,14 @@ class Inputs:
             b.data[...] = _garbage(b.data.shape, b.data.dtype)
 
 
+def _queries(q, c):
+    if not c.q_transposed:
+        return _arr(q, c.dtype)
+    assert c.B == 1 or c.Hq == 1, "MLX copies other transposed queries"
+    stored = np.ascontiguousarray(q.transpose(0, 2, 1, 3))
+    return host.Arr(stored.transpose(0, 2, 1, 3), CXX_DTYPE[c.dtype])
+
+
 def prepare(c):
     rng = np.random.default_rng(c.seed)
     dt = getattr(mx, c.dtype)
@@ -299,7 +311,7 @@ def prepare(c):
     args = {
         "s": None,
         "d": None,
-        "q": _arr(_np(q), c.dtype),
+        "q": _queries(_np(q), c),
         "out": host.Arr(out, CXX_DTYPE[c.dtype]),
         "scale": scale,
         # MLX's eval_gpu passes causal only for more than one query.
@@ -485,6 +497,10 @@ def feature_cases():
         Case(key=TURBO4, Lq=8, Hq=4, Hkv=1, N=200, causal=True, dtype="float16", D=64),
         Case(key=TURBO3, Hq=32, Hkv=8, N=1500, blocks=128, dtype="bfloat16"),
         Case(
+            key=TURBO4, Lq=4, N=90, q_transposed=True, dtype="float16", schedules=BOTH
+        ),
+        Case(key=AFFINE8_32, value=TURBO3, Lq=8, N=60, q_transposed=True, causal=True),
+        Case(
             key=AFFINE8_32,
             value=TURBO4,
             Hq=16,
@@ -504,7 +520,15 @@ def control_cases():
     return [
         Case(dispatch="sdpa_vector", Hq=4, Hkv=2, N=77, mask="bool", schedules=BOTH),
         Case(dispatch="sdpa_vector", dtype="float16", D=64, Lq=2, N=50, sinks=True),
-        Case(dispatch="sdpa_vector", dtype="bfloat16", D=256, Lq=3, N=40, causal=True),
+        Case(
+            dispatch="sdpa_vector",
+            dtype="bfloat16",
+            D=256,
+            Lq=3,
+            N=40,
+            causal=True,
+            q_transposed=True,
+        ),
         Case(
             dispatch="sdpa_vector_2pass",
             Hq=8,
