@@ -15,7 +15,7 @@ on arrays (shape, strides, dtype, flags), initializer lists of function
 constants, and the calls on the command encoder."""
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -228,7 +228,6 @@ class Launch:
     buffers: dict  # index -> numpy array (set_bytes values included)
     grid: tuple
     group: tuple
-    source: list = field(default_factory=list)  # the C++ statements bound
 
 
 class Arr:

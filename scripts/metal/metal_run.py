@@ -53,8 +53,14 @@ HERE = Path(__file__).resolve().parent
 RUNTIME = HERE / "runtime"
 CACHE = msl.ROOT / "build" / "metal-run"
 CACHE_ENTRIES = 8  # builds kept (the tree's and a few mutants')
-SOURCE = "scaled_dot_product_attention.metal"
-DISPATCH = C.DISPATCH
+# The host functions the cases run, with the C++ file that has them and the
+# .metal file whose kernels they dispatch. A kernel that a later change adds
+# gets an entry here and cases in cases.py.
+DISPATCHERS = {
+    "quant_sdpa_vector_2pass": (C.DISPATCH, "scaled_dot_product_attention.metal"),
+    "sdpa_vector": (C.DISPATCH, "scaled_dot_product_attention.metal"),
+    "sdpa_vector_2pass": (C.DISPATCH, "scaled_dot_product_attention.metal"),
+}
 # Bump when the build below changes in a way the hashed files do not show.
 BUILD_VERSION = "1"
 FLAGS = [
@@ -94,7 +100,8 @@ def _includes(src):
 
 def _digest(tree, kernels):
     h = hashlib.sha256(f"{BUILD_VERSION}\0{msl.CLANG}\0{FLAGS}\0".encode())
-    h.update("\0".join(sorted(kernels)).encode())
+    for source, names in sorted(kernels.items()):
+        h.update(f"{source}:{sorted(names)}\0".encode())
     for base in (Path(tree) / msl.KERNELS, msl.SHIM, RUNTIME):
         for f in sorted(p for p in base.rglob("*") if p.is_file()):
             h.update(str(f.relative_to(base)).encode() + b"\0" + f.read_bytes())
@@ -114,13 +121,13 @@ class BuildError(Exception):
     pass
 
 
-def list_kernels(src):
+def list_kernels(src, source):
     """(host name, function, template arguments) of each kernel that the
     .metal file instantiates, and its function constants (type, name,
     index), from the preprocessed source."""
     pp = _run(
         [msl.CLANG, *FLAGS, *_includes(src), "-DMR_LIST_KERNELS", "-E", "-P"]
-        + [str(src / msl.KERNELS / SOURCE)],
+        + [str(src / msl.KERNELS / source)],
         "preprocessing",
     )
     kernels = {}
@@ -152,19 +159,19 @@ _POSITIONS = {
 }
 
 
-def _kernel_parameters(pp, func):
+def _kernel_parameters(pp, func, source):
     m = re.search(r"\[\[(?:kernel|mtl_shim_kernel)\]\]\s*void\s+" + func + r"\s*\(", pp)
     if not m:
-        raise BuildError(f"no [[kernel]] {func} in {SOURCE}")
+        raise BuildError(f"no [[kernel]] {func} in {source}")
     close = host._match(pp, m.end() - 1, "(", ")")
     return [p.strip() for p in host._split_top(pp[m.end() : close], ",") if p.strip()]
 
 
-def adapter(pp, name, func, targs):
+def adapter(pp, source, name, func, targs):
     """extern "C" mr_k_<name>(buffers, constant buffers, attributes): calls
     the kernel template with each parameter bound by its attribute."""
     args = []
-    for p in _kernel_parameters(pp, func):
+    for p in _kernel_parameters(pp, func, source):
         attr = re.search(r"\[\[(.*)\]\]", p).group(1).strip()
         if m := re.match(r"buffer\((\d+)\)", attr):
             args.append(f"MrBuf{{b[{m.group(1)}], c[{m.group(1)}]}}")
@@ -201,36 +208,43 @@ def function_constant_table(fcs):
 
 
 def build(tree, kernels, cache=CACHE, log=print):
-    """The executor library for these kernels (host names) of the tree's
-    scaled_dot_product_attention.metal; cached by content."""
+    """The executor library for these kernels of the tree ({.metal file:
+    host names}); cached by content."""
     msl.require_clang()
     out = Path(cache) / _digest(tree, kernels)
     lib = out / "libmetalrun.so"
     if lib.is_file():
         os.utime(out)
         return lib
-    log(f"==> building the Metal executor for {len(kernels)} kernels of {tree}")
+    count = sum(len(names) for names in kernels.values())
+    log(f"==> building the Metal executor for {count} kernels of {tree}")
     t0 = time.time()
     Path(cache).mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=cache, prefix="tmp-"))
     try:
         src = msl.copy_kernels(tree, work / "src")
-        pp, available, fcs = list_kernels(src)
-        missing = sorted(set(kernels) - set(available))
-        if missing:
-            raise BuildError(f"{tree} instantiates no {missing}")
-        # Two translation units, compiled side by side.
-        names = sorted(kernels)
-        units = [names[0::2], names[1::2]]
-        objs, jobs = [], []
-        for i, unit in enumerate(u for u in units if u):
-            tu = work / f"kernels{i}.cpp"
-            tu.write_text(
-                f'#include "{msl.KERNELS}/{SOURCE}"\n'
-                + "".join(adapter(pp, n, *available[n]) for n in unit)
-            )
-            objs.append(work / f"kernels{i}.o")
-            jobs.append([msl.CLANG, *FLAGS, *_includes(src), "-c", tu, "-o", objs[-1]])
+        objs, jobs, fcs = [], [], {}
+        for source, names in sorted(kernels.items()):
+            pp, available, constants = list_kernels(src, source)
+            missing = sorted(set(names) - set(available))
+            if missing:
+                raise BuildError(f"{source} of {tree} instantiates no {missing}")
+            for t, n, i in constants:
+                if fcs.setdefault(n, (t, n, i)) != (t, n, i):
+                    raise BuildError(f"function constant {n} differs between sources")
+            # Two translation units a source, compiled side by side.
+            names = sorted(names)
+            for unit in (u for u in (names[0::2], names[1::2]) if u):
+                tu = work / f"kernels{len(objs)}.cpp"
+                tu.write_text(
+                    f'#include "{msl.KERNELS}/{source}"\n'
+                    + "".join(adapter(pp, source, n, *available[n]) for n in unit)
+                )
+                objs.append(tu.with_suffix(".o"))
+                jobs.append(
+                    [msl.CLANG, *FLAGS, *_includes(src), "-c", tu, "-o", objs[-1]]
+                )
+        fcs = list(fcs.values())
         (work / "fc.cpp").write_text(function_constant_table(fcs))
         for name in ("fc", "runtime"):
             cpp = work / "fc.cpp" if name == "fc" else RUNTIME / "runtime.cpp"
@@ -255,7 +269,11 @@ def build(tree, kernels, cache=CACHE, log=print):
             [msl.CLANG, "-shared", "-o", work / "libmetalrun.so", *objs, "-lm"],
             "linking",
         )
-        (work / "kernels.txt").write_text("\n".join(names) + "\n")
+        (work / "kernels.txt").write_text(
+            "".join(
+                f"{s} {n}\n" for s, ns in sorted(kernels.items()) for n in sorted(ns)
+            )
+        )
         shutil.rmtree(work / "src")
         if out.exists():
             shutil.rmtree(out)
@@ -323,7 +341,7 @@ def plan(tree, case):
     """The case's inputs, reference and the launches MLX's C++ makes."""
     inputs = C.prepare(case)
     launches = host.follow(
-        Path(tree) / DISPATCH,
+        Path(tree) / DISPATCHERS[case.dispatch][0],
         case.dispatch,
         inputs.host_args,
         C.helpers(tree, case),
@@ -344,7 +362,10 @@ def run(tree, cases, log=print, cache=CACHE):
     rows of results (one per case and schedule) and the build time."""
     t0 = time.time()
     plans = [(case, *plan(tree, case)) for case in cases]
-    kernels = {launch.kernel for _, _, ls in plans for launch in ls}
+    kernels = {}
+    for case, _, launches in plans:
+        source = DISPATCHERS[case.dispatch][1]
+        kernels.setdefault(source, set()).update(launch.kernel for launch in launches)
     t1 = time.time()
     executor = Executor(build(tree, kernels, cache, log))
     t_build = time.time() - t1
