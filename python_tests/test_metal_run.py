@@ -140,6 +140,34 @@ def test_host_side_is_read_from_the_dispatch_code(tmp_path):
         metal_run.plan(tree, case)
 
 
+def test_host_reads_the_cxx_it_meets():
+    m = host.Arr(np.zeros((2, 1, 3, 5)), "bool_")
+    ns = {"m": m, "mask": host.Opt(m), "bool_": "bool_"}
+    nested = "m.shape(1) > 1 ? m.strides(1) : (m.shape(0) > 1 ? m.strides(0) : 0)"
+    assert eval(host.to_python(nested), {}, ns) == 15
+    assert eval(host.to_python("!(*mask).flags().row_contiguous"), {}, ns) is False
+    assert eval(host.to_python("m.shape(2) / 2 && (*mask).dtype() == bool_"), {}, ns)
+    body = "int a = 1; if (a > 0) { x(1); } else { y(2); } for (;;) { z(3); }"
+    assert host.statements(body) == [
+        ((), "int a = 1"),
+        (("a > 0",), "x(1)"),
+        (("!(a > 0)",), "y(2)"),
+        ((None,), "z(3)"),
+    ]
+
+
+def test_host_refuses_what_it_cannot_follow(tmp_path):
+    tree = copy_tree(tmp_path)
+    edit(
+        tree / C.DISPATCH,
+        "  if (has_sinks) {\n    compute_encoder.set_input_array(*sinks, 22);",
+        "  for (int i = 0; i < has_sinks; i++) {\n"
+        "    compute_encoder.set_input_array(*sinks, 22);",
+    )
+    with pytest.raises(host.HostError, match="in a loop or else-if"):
+        metal_run.plan(tree, C.Case(key=C.TURBO4))
+
+
 def copy_tree(tmp_path):
     tree = tmp_path / "mlx"
     for f in TREE_FILES:

@@ -52,6 +52,7 @@ _ENCODER = re.compile(
 )
 _DISPATCH = re.compile(r"^compute_encoder\.dispatch_threadgroups\s*\((\w+),\s*(\w+)\)$")
 _KNAME = re.compile(r"^kname\s*(\+?=)\s*(.*)$", re.S)
+_LAUNCH_STATEMENTS = (_SIZE_DECL, _SIZE_ASSIGN, _FC_LIST, _ENCODER, _DISPATCH, _KNAME)
 _ASSIGN = re.compile(r"^(\w+)\s*=\s*(.*)$", re.S)
 
 
@@ -151,6 +152,8 @@ def statements(body):
         elif c == "}":
             last = stack.pop()
             cur = ""
+        elif c == ";" and cur.count("(") > cur.count(")"):
+            cur += c  # for (...; ...; ...)
         elif c == ";":
             s = " ".join(cur.split())
             m = re.match(r"^if\s*\(", s)
@@ -315,6 +318,12 @@ def follow(path, name, args, helpers, temporaries):
 
     for conds, stmt in statements(body):
         if any(c is None for c in conds):
+            # A loop or an else-if: fine as long as nothing a launch takes
+            # from the code is in it.
+            if any(r.match(stmt) for r in _LAUNCH_STATEMENTS):
+                raise HostError(
+                    f"cannot follow `{stmt}` in {name}: in a loop or else-if"
+                )
             continue
         if not all(ev(c, f"if ({c})") for c in conds):
             continue

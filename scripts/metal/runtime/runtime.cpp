@@ -6,6 +6,8 @@
 // yields to the scheduler. A round in which no fiber progresses is a
 // deadlock (a collective or barrier that some lanes never reach), reported
 // with where each thread waits.
+#include <sys/mman.h>
+
 #include <cstdarg>
 #include <cstdint>
 #include <cstdio>
@@ -110,6 +112,8 @@ thread_local std::string g_error;
 thread_local unsigned char* g_stacks = nullptr;
 thread_local size_t g_stacks_size = 0;
 constexpr size_t kStack = 64 * 1024;
+constexpr size_t kGuard = 4096;
+constexpr size_t kStackSlot = kGuard + kStack;
 
 void fail(const char* fmt, ...) {
   char buf[512];
@@ -250,10 +254,25 @@ int mr_dispatch(Adapter fn, void* const* bufs, const unsigned grid[3],
     fail("threadgroup of %u threads", nthreads);
     return -1;
   }
-  if (g_stacks_size < nthreads * kStack) {
-    free(g_stacks);
-    g_stacks_size = nthreads * kStack;
-    g_stacks = (unsigned char*)malloc(g_stacks_size);
+  if (g_stacks_size < nthreads * kStackSlot) {
+    if (g_stacks) {
+      munmap(g_stacks, g_stacks_size);
+    }
+    g_stacks_size = nthreads * kStackSlot;
+    void* p = mmap(nullptr, g_stacks_size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+      g_stacks = nullptr;
+      g_stacks_size = 0;
+      fail("no memory for %u fiber stacks", nthreads);
+      return -1;
+    }
+    g_stacks = (unsigned char*)p;
+    // A guard page below each stack: an overflow faults instead of
+    // overwriting the next fiber's stack.
+    for (unsigned i = 0; i < nthreads; i++) {
+      mprotect(g_stacks + i * kStackSlot, kGuard, PROT_NONE);
+    }
   }
   unsigned nsg = (nthreads + 31) / 32;
   for (unsigned gz = 0; gz < grid[2]; gz++)
@@ -288,7 +307,7 @@ int mr_dispatch(Adapter fn, void* const* bufs, const unsigned grid[3],
           f.sg = i / 32;
           f.lane = i % 32;
           tg.sgs[f.sg].present |= 1u << f.lane;
-          f.sp = new_fiber_stack(g_stacks + i * kStack, kStack, &f);
+          f.sp = new_fiber_stack(g_stacks + i * kStackSlot + kGuard, kStack, &f);
         }
         bool greedy = schedule == 1;
         while (tg.alive > 0) {
