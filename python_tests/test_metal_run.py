@@ -247,3 +247,12 @@ def test_a_broken_kernel_fails(tmp_path, mutant):
     out = p.stdout + p.stderr
     assert p.returncode != 0, out
     assert "out of tolerance or failing" in out and message in out, out
+
+
+def test_a_truncating_bfloat_conversion_fails(tmp_path):
+    """Executed, the shim's former float-to-bfloat truncation is out of
+    tolerance too (results/metal_run.md has the figures)."""
+    bf16 = [c for c in CASES if c.dtype == "bfloat16" and c.D == 64]
+    shim = metal_run.truncating_shim(tmp_path)
+    rows, _, _ = metal_run.run(MLX, bf16, log=lambda line: None, shim=shim)
+    assert any(not r["ok"] for r in rows), [C.describe(r) for r in rows]

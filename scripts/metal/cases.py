@@ -596,8 +596,9 @@ def describe_tree(tree):
     return f"`{name}`"
 
 
-def report(tree, rows, t_build, total):
-    """results/metal_run.md."""
+def report(tree, rows, t_build, total, truncated=()):
+    """results/metal_run.md; truncated: the bfloat16 runs again with a shim
+    that converts float to bfloat by truncation."""
     lines = [
         "# Metal kernels executed under a CPU executor of Metal",
         "",
@@ -647,6 +648,26 @@ def report(tree, rows, t_build, total):
             f"| {DTYPES[d]} | {fmt} | {len(rs)} | {max(r['metal'] for r in rs):.2e} | "
             f"{max(r['cpu'] for r in rs):.2e} |"
         )
+    if truncated:
+        rounded = [r for r in rows if r["case"].dtype == "bfloat16" and "metal" in r]
+        cut = [r for r in truncated if "metal" in r]
+        lines += [
+            "",
+            "## bfloat16: rounding against truncation in the shim",
+            "",
+            "Metal converts float to bfloat rounding to nearest even; the shim",
+            "used to truncate. The same bfloat16 runs with each:",
+            "",
+            "| shim's conversion | runs | executed Metal kernel, range | MLX CPU kernel, range | over tolerance |",
+            "|---|---|---|---|---|",
+        ]
+        for label, rs in (("round to nearest even", rounded), ("truncation", cut)):
+            lines.append(
+                f"| {label} | {len(rs)} | {min(r['metal'] for r in rs):.1e} to "
+                f"{max(r['metal'] for r in rs):.1e} | {min(r['cpu'] for r in rs):.1e} to "
+                f"{max(r['cpu'] for r in rs):.1e} | "
+                f"{sum(r['metal'] > TOLERANCE['bfloat16'] for r in rs)} |"
+            )
     lines += [
         "",
         "## Runs",

@@ -81,10 +81,10 @@ FLAGS = [
 SCHEDULES = {"rr": 0, "sg_greedy": 1}
 
 
-def _includes(src):
+def _includes(src, shim):
     return [
         "-isystem",
-        str(msl.SHIM),
+        str(shim),
         "-I",
         str(src),
         "-I",
@@ -98,11 +98,11 @@ def _includes(src):
     ]
 
 
-def _digest(tree, kernels):
+def _digest(tree, kernels, shim):
     h = hashlib.sha256(f"{BUILD_VERSION}\0{msl.CLANG}\0{FLAGS}\0".encode())
     for source, names in sorted(kernels.items()):
         h.update(f"{source}:{sorted(names)}\0".encode())
-    for base in (Path(tree) / msl.KERNELS, msl.SHIM, RUNTIME):
+    for base in (Path(tree) / msl.KERNELS, shim, RUNTIME):
         for f in sorted(p for p in base.rglob("*") if p.is_file()):
             h.update(str(f.relative_to(base)).encode() + b"\0" + f.read_bytes())
     return h.hexdigest()[:16]
@@ -121,12 +121,12 @@ class BuildError(Exception):
     pass
 
 
-def list_kernels(src, source):
+def list_kernels(src, source, shim):
     """(host name, function, template arguments) of each kernel that the
     .metal file instantiates, and its function constants (type, name,
     index), from the preprocessed source."""
     pp = _run(
-        [msl.CLANG, *FLAGS, *_includes(src), "-DMR_LIST_KERNELS", "-E", "-P"]
+        [msl.CLANG, *FLAGS, *_includes(src, shim), "-DMR_LIST_KERNELS", "-E", "-P"]
         + [str(src / msl.KERNELS / source)],
         "preprocessing",
     )
@@ -207,11 +207,11 @@ def function_constant_table(fcs):
     return "\n".join(lines) + "\n"
 
 
-def build(tree, kernels, cache=CACHE, log=print):
+def build(tree, kernels, cache=CACHE, log=print, shim=msl.SHIM):
     """The executor library for these kernels of the tree ({.metal file:
     host names}); cached by content."""
     msl.require_clang()
-    out = Path(cache) / _digest(tree, kernels)
+    out = Path(cache) / _digest(tree, kernels, shim)
     lib = out / "libmetalrun.so"
     if lib.is_file():
         os.utime(out)
@@ -225,7 +225,7 @@ def build(tree, kernels, cache=CACHE, log=print):
         src = msl.copy_kernels(tree, work / "src")
         objs, jobs, fcs = [], [], {}
         for source, names in sorted(kernels.items()):
-            pp, available, constants = list_kernels(src, source)
+            pp, available, constants = list_kernels(src, source, shim)
             missing = sorted(set(names) - set(available))
             if missing:
                 raise BuildError(f"{source} of {tree} instantiates no {missing}")
@@ -242,7 +242,7 @@ def build(tree, kernels, cache=CACHE, log=print):
                 )
                 objs.append(tu.with_suffix(".o"))
                 jobs.append(
-                    [msl.CLANG, *FLAGS, *_includes(src), "-c", tu, "-o", objs[-1]]
+                    [msl.CLANG, *FLAGS, *_includes(src, shim), "-c", tu, "-o", objs[-1]]
                 )
         fcs = list(fcs.values())
         (work / "fc.cpp").write_text(function_constant_table(fcs))
@@ -357,7 +357,7 @@ def run_case(executor, inputs, launches, schedule):
     return C.errors(inputs), time.time() - t0
 
 
-def run(tree, cases, log=print, cache=CACHE):
+def run(tree, cases, log=print, cache=CACHE, shim=msl.SHIM):
     """Build, then run every case under each of its schedules. Returns the
     rows of results (one per case and schedule) and the build time."""
     t0 = time.time()
@@ -367,7 +367,7 @@ def run(tree, cases, log=print, cache=CACHE):
         source = DISPATCHERS[case.dispatch][1]
         kernels.setdefault(source, set()).update(launch.kernel for launch in launches)
     t1 = time.time()
-    executor = Executor(build(tree, kernels, cache, log))
+    executor = Executor(build(tree, kernels, cache, log, shim))
     t_build = time.time() - t1
     rows = []
     for case, inputs, launches in plans:
@@ -381,6 +381,21 @@ def run(tree, cases, log=print, cache=CACHE):
             rows.append(row)
             log(C.describe(row))
     return rows, t_build, time.time() - t0
+
+
+def truncating_shim(scratch):
+    """A copy of the shim whose float-to-bfloat conversion truncates, as it
+    did before: for the results' comparison."""
+    shim = Path(scratch) / "shim"
+    shutil.copytree(msl.SHIM, shim)
+    header = shim / "metal_shim.h"
+    text = header.read_text()
+    rounding = "bits_(from_float(static_cast<float>(x)))"
+    if text.count(rounding) != 1:
+        raise BuildError(f"metal_shim.h no longer has {rounding}")
+    truncating = "bits_(__builtin_bit_cast(uint32_t, static_cast<float>(x)) >> 16)"
+    header.write_text(text.replace(rounding, truncating))
+    return shim
 
 
 def main(argv=None):
@@ -415,7 +430,14 @@ def main(argv=None):
         f"(build {t_build:.0f} s, total {total:.0f} s)"
     )
     if args.results:
-        args.results.write_text(C.report(tree, rows, t_build, total))
+        bf16 = [c for c in cases if c.dtype == "bfloat16"]
+        truncated = []
+        if bf16:
+            msl.note("the bfloat16 cases again, with a truncating shim")
+            with tempfile.TemporaryDirectory() as scratch:
+                shim = truncating_shim(scratch)
+                truncated, _, _ = run(tree, bf16, log=lambda line: None, shim=shim)
+        args.results.write_text(C.report(tree, rows, t_build, total, truncated))
         msl.note(f"wrote {args.results}")
     if failed:
         msl.die(
