@@ -3,15 +3,15 @@
 check their results against float64 references.
 
 The kernels of scaled_dot_product_attention.metal (quantized SDPA and, as
-controls, upstream's float sdpa_vector kernels) are compiled with clang as
-C++ for OpenCL for x86-64 against scripts/metal/shim/ (the model of the
-Metal language that check_metal.py type-checks with) plus runtime/, which
-gives the shim's declarations bodies and runs each threadgroup's threads as
-fibers (SIMD-group collectives, barriers, threadgroup memory). The host side
-(kernel names, function constants, buffers, grid and threadgroup sizes) is
-read from MLX's C++ dispatch code by host.py. The build is cached under
-build/metal-run/ and redone only when a kernel source or the executor
-changes.
+controls, upstream's float sdpa_vector kernels; DISPATCHERS lists them) are
+compiled with clang as C++ for OpenCL for x86-64 against scripts/metal/shim/
+(the model of the Metal language that check_metal.py type-checks with) plus
+runtime/, which gives the shim's declarations bodies and runs each
+threadgroup's threads as fibers (SIMD-group collectives, barriers,
+threadgroup memory). The host side (kernel names, function constants,
+buffers, grid and threadgroup sizes) is read from MLX's C++ dispatch code by
+host.py. The build is cached under build/metal-run/ and redone only when a
+kernel source or the executor changes.
 
     metal_run.py                    run every case on mlx/
     metal_run.py --tree DIR         the same on another MLX tree
@@ -359,7 +359,8 @@ def run_case(executor, inputs, launches, schedule):
 
 def run(tree, cases, log=print, cache=CACHE, shim=msl.SHIM):
     """Build, then run every case under each of its schedules. Returns the
-    rows of results (one per case and schedule) and the build time."""
+    rows of results (one per case and schedule), the build time and the
+    total time."""
     t0 = time.time()
     plans = [(case, *plan(tree, case)) for case in cases]
     kernels = {}
