@@ -132,7 +132,7 @@ def list_kernels(src, source, shim):
     )
     kernels = {}
     for names, func, targs in re.findall(
-        r"__MR_KERNEL__((?:\s*\"[^\"]*\")+)\s*\|\s*(\w+)\s*\|(.*?)@@", pp, re.S
+        r"__MR_KERNEL__((?:\s*\"[^\"]*\")+)\s*\|\s*(\w+)\s*\|(.*?)__MR_END__", pp, re.S
     ):
         kernels["".join(re.findall(r'"([^"]*)"', names))] = (
             func,

@@ -9,7 +9,7 @@
 #undef instantiate_kernel
 #ifdef MR_LIST_KERNELS
 #define instantiate_kernel(name, func, ...) \
-  __MR_KERNEL__ name | func | __VA_ARGS__ @@
+  __MR_KERNEL__ name | func | __VA_ARGS__ __MR_END__
 #else
 #define instantiate_kernel(name, func, ...)
 #endif

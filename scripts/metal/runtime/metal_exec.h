@@ -65,65 +65,65 @@ constexpr float pi = 3.14159265358979323846f;
 // Float math in float (half computes in float and rounds once; Metal's half
 // functions may differ in the last bit). fast:: and precise:: are the same
 // functions here: fast::exp is not Apple's approximation.
-#define MR_F1(name, expr)                                  \
-  template <typename T>                                    \
-  __shim::genfloat<T> name(T x) {                          \
+#define MR_F1(name, expr)                                        \
+  template <typename T>                                          \
+  __shim::genfloat<T> name(T x) {                                \
     return __mr::map1(x, [](float a) -> float { return expr; }); \
   }
-#define MR_F2(name, expr)                                          \
-  template <typename T>                                            \
-  __shim::genfloat<T> name(T x, T y) {                             \
+#define MR_F2(name, expr)                                                    \
+  template <typename T>                                                      \
+  __shim::genfloat<T> name(T x, T y) {                                       \
     return __mr::map2(x, y, [](float a, float b) -> float { return expr; }); \
   }
-#define MR_F3(name, expr)                                                   \
-  template <typename T>                                                     \
-  __shim::genfloat<T> name(T x, T y, T z) {                                 \
-    return __mr::map3(                                                      \
-        x, y, z, [](float a, float b, float c) -> float { return expr; });  \
+#define MR_F3(name, expr)                                                  \
+  template <typename T>                                                    \
+  __shim::genfloat<T> name(T x, T y, T z) {                                \
+    return __mr::map3(                                                     \
+        x, y, z, [](float a, float b, float c) -> float { return expr; }); \
   }
-#define MR_MATH_BODIES                                         \
-  MR_F1(acos, __builtin_acosf(a))                              \
-  MR_F1(acosh, __builtin_acoshf(a))                            \
-  MR_F1(asin, __builtin_asinf(a))                              \
-  MR_F1(asinh, __builtin_asinhf(a))                            \
-  MR_F1(atan, __builtin_atanf(a))                              \
-  MR_F2(atan2, __builtin_atan2f(a, b))                         \
-  MR_F1(atanh, __builtin_atanhf(a))                            \
-  MR_F1(ceil, __builtin_ceilf(a))                              \
-  MR_F2(copysign, __builtin_copysignf(a, b))                   \
-  MR_F1(cos, __builtin_cosf(a))                                \
-  MR_F1(cosh, __builtin_coshf(a))                              \
-  MR_F1(cospi, __builtin_cosf(__mr::pi * a))                   \
-  MR_F2(divide, a / b)                                         \
-  MR_F1(exp, __builtin_expf(a))                                \
-  MR_F1(exp2, __builtin_exp2f(a))                              \
-  MR_F1(exp10, __builtin_powf(10.0f, a))                       \
-  MR_F1(fabs, __builtin_fabsf(a))                              \
-  MR_F2(fdim, __builtin_fdimf(a, b))                           \
-  MR_F1(floor, __builtin_floorf(a))                            \
-  MR_F3(fma, __builtin_fmaf(a, b, c))                          \
-  MR_F2(fmax, __builtin_fmaxf(a, b))                           \
-  MR_F3(fmax3, __builtin_fmaxf(a, __builtin_fmaxf(b, c)))      \
-  MR_F2(fmin, __builtin_fminf(a, b))                           \
-  MR_F3(fmin3, __builtin_fminf(a, __builtin_fminf(b, c)))      \
-  MR_F2(fmod, __builtin_fmodf(a, b))                           \
+#define MR_MATH_BODIES                                                   \
+  MR_F1(acos, __builtin_acosf(a))                                        \
+  MR_F1(acosh, __builtin_acoshf(a))                                      \
+  MR_F1(asin, __builtin_asinf(a))                                        \
+  MR_F1(asinh, __builtin_asinhf(a))                                      \
+  MR_F1(atan, __builtin_atanf(a))                                        \
+  MR_F2(atan2, __builtin_atan2f(a, b))                                   \
+  MR_F1(atanh, __builtin_atanhf(a))                                      \
+  MR_F1(ceil, __builtin_ceilf(a))                                        \
+  MR_F2(copysign, __builtin_copysignf(a, b))                             \
+  MR_F1(cos, __builtin_cosf(a))                                          \
+  MR_F1(cosh, __builtin_coshf(a))                                        \
+  MR_F1(cospi, __builtin_cosf(__mr::pi* a))                              \
+  MR_F2(divide, a / b)                                                   \
+  MR_F1(exp, __builtin_expf(a))                                          \
+  MR_F1(exp2, __builtin_exp2f(a))                                        \
+  MR_F1(exp10, __builtin_powf(10.0f, a))                                 \
+  MR_F1(fabs, __builtin_fabsf(a))                                        \
+  MR_F2(fdim, __builtin_fdimf(a, b))                                     \
+  MR_F1(floor, __builtin_floorf(a))                                      \
+  MR_F3(fma, __builtin_fmaf(a, b, c))                                    \
+  MR_F2(fmax, __builtin_fmaxf(a, b))                                     \
+  MR_F3(fmax3, __builtin_fmaxf(a, __builtin_fmaxf(b, c)))                \
+  MR_F2(fmin, __builtin_fminf(a, b))                                     \
+  MR_F3(fmin3, __builtin_fminf(a, __builtin_fminf(b, c)))                \
+  MR_F2(fmod, __builtin_fmodf(a, b))                                     \
   MR_F1(fract, __builtin_fminf(a - __builtin_floorf(a), 0x1.fffffep-1f)) \
-  MR_F1(log, __builtin_logf(a))                                \
-  MR_F1(log2, __builtin_log2f(a))                              \
-  MR_F1(log10, __builtin_log10f(a))                            \
-  MR_F2(nextafter, __builtin_nextafterf(a, b))                 \
-  MR_F2(pow, __builtin_powf(a, b))                             \
-  MR_F2(powr, __builtin_powf(a, b))                            \
-  MR_F1(rint, __builtin_rintf(a))                              \
-  MR_F1(round, __builtin_roundf(a))                            \
-  MR_F1(rsqrt, 1.0f / __builtin_sqrtf(a))                      \
-  MR_F1(sin, __builtin_sinf(a))                                \
-  MR_F1(sinh, __builtin_sinhf(a))                              \
-  MR_F1(sinpi, __builtin_sinf(__mr::pi * a))                   \
-  MR_F1(sqrt, __builtin_sqrtf(a))                              \
-  MR_F1(tan, __builtin_tanf(a))                                \
-  MR_F1(tanh, __builtin_tanhf(a))                              \
-  MR_F1(tanpi, __builtin_tanf(__mr::pi * a))                   \
+  MR_F1(log, __builtin_logf(a))                                          \
+  MR_F1(log2, __builtin_log2f(a))                                        \
+  MR_F1(log10, __builtin_log10f(a))                                      \
+  MR_F2(nextafter, __builtin_nextafterf(a, b))                           \
+  MR_F2(pow, __builtin_powf(a, b))                                       \
+  MR_F2(powr, __builtin_powf(a, b))                                      \
+  MR_F1(rint, __builtin_rintf(a))                                        \
+  MR_F1(round, __builtin_roundf(a))                                      \
+  MR_F1(rsqrt, 1.0f / __builtin_sqrtf(a))                                \
+  MR_F1(sin, __builtin_sinf(a))                                          \
+  MR_F1(sinh, __builtin_sinhf(a))                                        \
+  MR_F1(sinpi, __builtin_sinf(__mr::pi* a))                              \
+  MR_F1(sqrt, __builtin_sqrtf(a))                                        \
+  MR_F1(tan, __builtin_tanf(a))                                          \
+  MR_F1(tanh, __builtin_tanhf(a))                                        \
+  MR_F1(tanpi, __builtin_tanf(__mr::pi* a))                              \
   MR_F1(trunc, __builtin_truncf(a))
 
 namespace metal {
@@ -155,14 +155,16 @@ __shim::genfloat_bool<T> isfinite(T x) {
 template <typename T>
 __shim::gennumber<T> max(T x, T y) {
   if constexpr (is_floating_point_v<__shim::scalar_t<T>>)
-    return __mr::map2(x, y, [](float a, float b) { return __builtin_fmaxf(a, b); });
+    return __mr::map2(
+        x, y, [](float a, float b) { return __builtin_fmaxf(a, b); });
   else
     return __mr::nmap2(x, y, [](auto a, auto b) { return a < b ? b : a; });
 }
 template <typename T>
 __shim::gennumber<T> min(T x, T y) {
   if constexpr (is_floating_point_v<__shim::scalar_t<T>>)
-    return __mr::map2(x, y, [](float a, float b) { return __builtin_fminf(a, b); });
+    return __mr::map2(
+        x, y, [](float a, float b) { return __builtin_fminf(a, b); });
   else
     return __mr::nmap2(x, y, [](auto a, auto b) { return b < a ? b : a; });
 }
@@ -280,14 +282,14 @@ METAL_FUNC T emin(T a, T b) {
 
 } // namespace __mr
 
-#define MR_SIMD_REDUCE(name, op, expr)                                    \
-  template <typename T>                                                   \
-  __shim::simd_type<T> simd_##name(T x) {                                 \
-    return __mr::reduce(x, 5, op, [](T a, T b) -> T { return expr; });    \
-  }                                                                       \
-  template <typename T>                                                   \
-  __shim::simd_type<T> quad_##name(T x) {                                 \
-    return __mr::reduce(x, 2, op, [](T a, T b) -> T { return expr; });    \
+#define MR_SIMD_REDUCE(name, op, expr)                                 \
+  template <typename T>                                                \
+  __shim::simd_type<T> simd_##name(T x) {                              \
+    return __mr::reduce(x, 5, op, [](T a, T b) -> T { return expr; }); \
+  }                                                                    \
+  template <typename T>                                                \
+  __shim::simd_type<T> quad_##name(T x) {                              \
+    return __mr::reduce(x, 2, op, [](T a, T b) -> T { return expr; }); \
   }
 MR_SIMD_REDUCE(sum, MR_SUM, a + b)
 MR_SIMD_REDUCE(product, MR_PRODUCT, a* b)
@@ -298,16 +300,16 @@ MR_SIMD_REDUCE(or, MR_OR, a | b)
 MR_SIMD_REDUCE(xor, MR_XOR, a ^ b)
 #undef MR_SIMD_REDUCE
 
-#define MR_SIMD_PREFIX(name, op, incl, init, expr)                        \
-  template <typename T>                                                   \
-  __shim::simd_type<T> simd_##name(T x) {                                 \
-    return __mr::prefix(                                                  \
-        x, 5, op, incl, T(init), [](T a, T b) -> T { return expr; });     \
-  }                                                                       \
-  template <typename T>                                                   \
-  __shim::simd_type<T> quad_##name(T x) {                                 \
-    return __mr::prefix(                                                  \
-        x, 2, op, incl, T(init), [](T a, T b) -> T { return expr; });     \
+#define MR_SIMD_PREFIX(name, op, incl, init, expr)                    \
+  template <typename T>                                               \
+  __shim::simd_type<T> simd_##name(T x) {                             \
+    return __mr::prefix(                                              \
+        x, 5, op, incl, T(init), [](T a, T b) -> T { return expr; }); \
+  }                                                                   \
+  template <typename T>                                               \
+  __shim::simd_type<T> quad_##name(T x) {                             \
+    return __mr::prefix(                                              \
+        x, 2, op, incl, T(init), [](T a, T b) -> T { return expr; }); \
   }
 MR_SIMD_PREFIX(prefix_exclusive_sum, MR_PREFIX_EXCL_SUM, false, 0, a + b)
 MR_SIMD_PREFIX(prefix_inclusive_sum, MR_PREFIX_INCL_SUM, true, 0, a + b)
@@ -437,9 +439,16 @@ struct MrPos {
     if constexpr (n == 1) {
       return T(v.x);
     } else if constexpr (n == 2) {
-      T r; r.x = S(v.x); r.y = S(v.y); return r;
+      T r;
+      r.x = S(v.x);
+      r.y = S(v.y);
+      return r;
     } else {
-      T r; r.x = S(v.x); r.y = S(v.y); r.z = S(v.z); return r;
+      T r;
+      r.x = S(v.x);
+      r.y = S(v.y);
+      r.z = S(v.z);
+      return r;
     }
   }
 };

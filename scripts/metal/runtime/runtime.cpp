@@ -8,12 +8,12 @@
 // with where each thread waits.
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cstdarg>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <algorithm>
 #include <map>
 #include <string>
 #include <vector>
@@ -72,19 +72,19 @@ struct Barrier {
 };
 
 struct Fiber {
-  void* sp = nullptr;  // saved stack pointer while switched out
+  void* sp = nullptr; // saved stack pointer while switched out
   MrAttrs attrs;
   bool done = false;
   int sg = 0, lane = 0;
-  const char* waiting = nullptr;  // what it waits at, for deadlock reports
+  const char* waiting = nullptr; // what it waits at, for deadlock reports
   int wait_op = 0;
 };
 
 struct SimdGroup {
   alignas(16) unsigned char slots[32][16];
   int op[32];
-  unsigned present = 0;  // lanes that exist and have not exited
-  Barrier bar[6][32];    // [level][block]
+  unsigned present = 0; // lanes that exist and have not exited
+  Barrier bar[6][32]; // [level][block]
 };
 
 struct Threadgroup {
@@ -170,7 +170,7 @@ int popcount(unsigned x) {
   g_tg->alive--;
   g_tg->sgs[f->sg].present &= ~(1u << f->lane);
   g_tg->progress = true;
-  mr_switch(&f->sp, g_tg->sched_sp);  // never resumed
+  mr_switch(&f->sp, g_tg->sched_sp); // never resumed
   __builtin_unreachable();
 }
 
@@ -182,34 +182,48 @@ void* new_fiber_stack(unsigned char* base, size_t size, Fiber* f) {
   uintptr_t top = ((uintptr_t)(base + size) & ~(uintptr_t)15) - 16;
   uint64_t* sp = (uint64_t*)top;
   *--sp = (uint64_t)(uintptr_t)&mr_fiber_start;
-  *--sp = 0;                                    // rbp
-  *--sp = 0;                                    // rbx
-  *--sp = (uint64_t)(uintptr_t)f;               // r12
-  *--sp = (uint64_t)(uintptr_t)&fiber_main;     // r13
-  *--sp = 0;                                    // r14
-  *--sp = 0;                                    // r15
-  *--sp = 0x1f80ull | (0x037full << 32);        // MXCSR, x87 control word
+  *--sp = 0; // rbp
+  *--sp = 0; // rbx
+  *--sp = (uint64_t)(uintptr_t)f; // r12
+  *--sp = (uint64_t)(uintptr_t)&fiber_main; // r13
+  *--sp = 0; // r14
+  *--sp = 0; // r15
+  *--sp = 0x1f80ull | (0x037full << 32); // MXCSR, x87 control word
   return sp;
 }
 
-}  // namespace
+} // namespace
 
 extern "C" {
 
-const void* __mr_exchange(const void* val, int size, int level, int op,
-                          unsigned* lane, unsigned* active) {
+const void* __mr_exchange(
+    const void* val,
+    int size,
+    int level,
+    int op,
+    unsigned* lane,
+    unsigned* active) {
   Fiber* f = g_cur;
   SimdGroup& sg = g_tg->sgs[f->sg];
   std::memcpy(sg.slots[f->lane], val, size);
   sg.op[f->lane] = op;
   unsigned mask = block_mask(level, f->lane);
   Barrier& b = sg.bar[level][f->lane >> level];
-  arrive_wait(b, [&] { return popcount(sg.present & mask); }, "simd/quad collective", op);
+  arrive_wait(
+      b,
+      [&] { return popcount(sg.present & mask); },
+      "simd/quad collective",
+      op);
   unsigned act = sg.present & mask;
   for (int l = 0; l < 32; l++)
     if ((act >> l & 1) && sg.op[l] != op)
-      fail("lanes %d and %d of simdgroup %d meet at different collectives (%d, %d)",
-           f->lane, l, f->sg, op, sg.op[l]);
+      fail(
+          "lanes %d and %d of simdgroup %d meet at different collectives (%d, %d)",
+          f->lane,
+          l,
+          f->sg,
+          op,
+          sg.op[l]);
   *lane = f->lane;
   *active = act;
   return sg.slots;
@@ -220,17 +234,22 @@ void __mr_exchange_end(int level) {
   SimdGroup& sg = g_tg->sgs[f->sg];
   unsigned mask = block_mask(level, f->lane);
   Barrier& b = sg.bar[level][f->lane >> level];
-  arrive_wait(b, [&] { return popcount(sg.present & mask); }, "simd/quad collective (end)", 0);
+  arrive_wait(
+      b,
+      [&] { return popcount(sg.present & mask); },
+      "simd/quad collective (end)",
+      0);
 }
 
 void __mr_threadgroup_barrier(void) {
-  arrive_wait(g_tg->tg_bar, [] { return g_tg->alive; }, "threadgroup_barrier", 0);
+  arrive_wait(
+      g_tg->tg_bar, [] { return g_tg->alive; }, "threadgroup_barrier", 0);
 }
 
 void* __mr_threadgroup_alloc(int id, unsigned long size, unsigned long align) {
   auto& m = g_tg->mem[id];
   if (m.empty()) {
-    m.assign(size + align, 0xff);  // uninitialized: NaN-ish garbage
+    m.assign(size + align, 0xff); // uninitialized: NaN-ish garbage
   }
   uintptr_t p = (uintptr_t)m.data();
   p = (p + align - 1) & ~(uintptr_t)(align - 1);
@@ -242,8 +261,12 @@ void* __mr_threadgroup_alloc(int id, unsigned long size, unsigned long align) {
 // ("sg_greedy") runs one SIMD-group until all its lanes wait, then the next,
 // so that a SIMD-group races ahead of the others (to expose missing
 // threadgroup barriers).
-int mr_dispatch(Adapter fn, void* const* bufs, const unsigned grid[3],
-                const unsigned group[3], int schedule) {
+int mr_dispatch(
+    Adapter fn,
+    void* const* bufs,
+    const unsigned grid[3],
+    const unsigned group[3],
+    int schedule) {
   g_error.clear();
   g_fn = fn;
   g_bufs = bufs;
@@ -259,8 +282,13 @@ int mr_dispatch(Adapter fn, void* const* bufs, const unsigned grid[3],
       munmap(g_stacks, g_stacks_size);
     }
     g_stacks_size = nthreads * kStackSlot;
-    void* p = mmap(nullptr, g_stacks_size, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void* p = mmap(
+        nullptr,
+        g_stacks_size,
+        PROT_READ | PROT_WRITE,
+        MAP_PRIVATE | MAP_ANONYMOUS,
+        -1,
+        0);
     if (p == MAP_FAILED) {
       g_stacks = nullptr;
       g_stacks_size = 0;
@@ -293,10 +321,10 @@ int mr_dispatch(Adapter fn, void* const* bufs, const unsigned grid[3],
           a.threadgroups_per_grid = {grid[0], grid[1], grid[2], 0};
           a.threads_per_threadgroup = {group[0], group[1], group[2], 0};
           a.thread_position_in_threadgroup = {tx, ty, tz, 0};
-          a.thread_position_in_grid = {gx * group[0] + tx, gy * group[1] + ty,
-                                       gz * group[2] + tz, 0};
-          a.threads_per_grid = {grid[0] * group[0], grid[1] * group[1],
-                                grid[2] * group[2], 0};
+          a.thread_position_in_grid = {
+              gx * group[0] + tx, gy * group[1] + ty, gz * group[2] + tz, 0};
+          a.threads_per_grid = {
+              grid[0] * group[0], grid[1] * group[1], grid[2] * group[2], 0};
           a.thread_index_in_threadgroup = i;
           a.simdgroup_index_in_threadgroup = i / 32;
           a.thread_index_in_simdgroup = i % 32;
@@ -307,7 +335,8 @@ int mr_dispatch(Adapter fn, void* const* bufs, const unsigned grid[3],
           f.sg = i / 32;
           f.lane = i % 32;
           tg.sgs[f.sg].present |= 1u << f.lane;
-          f.sp = new_fiber_stack(g_stacks + i * kStackSlot + kGuard, kStack, &f);
+          f.sp =
+              new_fiber_stack(g_stacks + i * kStackSlot + kGuard, kStack, &f);
         }
         bool greedy = schedule == 1;
         while (tg.alive > 0) {
@@ -335,11 +364,17 @@ int mr_dispatch(Adapter fn, void* const* bufs, const unsigned grid[3],
             int shown = 0;
             for (auto& f : tg.fibers)
               if (!f.done && shown++ < 8)
-                s += " thread " + std::to_string(f.attrs.thread_index_in_threadgroup) +
-                     " at " + (f.waiting ? f.waiting : "?") + " (op " +
-                     std::to_string(f.wait_op) + ");";
-            fail("deadlock in threadgroup (%u,%u,%u): %d threads wait:%s", gx, gy,
-                 gz, tg.alive, s.c_str());
+                s += " thread " +
+                    std::to_string(f.attrs.thread_index_in_threadgroup) +
+                    " at " + (f.waiting ? f.waiting : "?") + " (op " +
+                    std::to_string(f.wait_op) + ");";
+            fail(
+                "deadlock in threadgroup (%u,%u,%u): %d threads wait:%s",
+                gx,
+                gy,
+                gz,
+                tg.alive,
+                s.c_str());
             g_tg = nullptr;
             return -1;
           }
@@ -355,4 +390,4 @@ const char* mr_error(void) {
   return g_error.c_str();
 }
 
-}  // extern "C"
+} // extern "C"
