@@ -275,9 +275,11 @@ def build(tree, kernels, cache=CACHE, log=print, shim=msl.SHIM):
             )
         )
         shutil.rmtree(work / "src")
-        if out.exists():
-            shutil.rmtree(out)
-        work.rename(out)
+        try:
+            work.rename(out)
+        except OSError:  # another run built the same meanwhile: use that
+            if not lib.is_file():
+                raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
     _prune(Path(cache))
