@@ -40,6 +40,10 @@ wheel: all
 test: all
 	$(S)/test.sh
 
+.PHONY: test-metal
+test-metal: all
+	.venv/bin/python -m pytest -q python_tests/test_metal_run.py
+
 export:
 	$(S)/export.sh
 
@@ -47,7 +51,7 @@ check: deps check-metal
 	$(S)/check.sh
 
 check-metal: deps
-	$(S)/check_metal.sh
+	$(S)/metal/check_metal.py
 
 check-bisect: deps
 	$(S)/check_bisect.sh

@@ -1,4 +1,4 @@
-"""scripts/check_metal.sh: it passes on the series and on the base, and fails,
+"""scripts/metal/check_metal.py: it passes on the series and on the base, and fails,
 naming the mistake, on mistakes seeded into a copy of the TurboQuant kernels."""
 
 import shutil
@@ -7,7 +7,7 @@ import subprocess
 import pytest
 from conftest import ROOT, pinned_base, run
 
-CHECK = ROOT / "scripts" / "check_metal.sh"
+CHECK = ROOT / "scripts" / "metal" / "check_metal.py"
 KERNELS = "mlx/backend/metal/kernels"
 SDPA = "scaled_dot_product_attention.metal"
 # At least these include a file that the series changes.

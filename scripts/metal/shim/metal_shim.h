@@ -1,7 +1,10 @@
 // A model of the Metal Shading Language for clang -fsyntax-only, so that
 // MLX's Metal kernels can be type-checked on machines without Apple's Metal
-// compiler. scripts/check_metal.sh force-includes it before every kernel and
-// compiles as C++ for OpenCL: C++17 with address spaces.
+// compiler. scripts/metal/check_metal.py force-includes it before every
+// kernel and compiles as C++ for OpenCL: C++17 with address spaces.
+// scripts/metal/metal_run.py compiles the kernels the same way for x86-64
+// and runs them, with bodies for what is declared here from
+// scripts/metal/runtime/metal_exec.h.
 //
 // device, threadgroup and constant are OpenCL's __global, __local and
 // __constant (clang's diagnostics say those names), disjoint as in MSL.
@@ -274,8 +277,7 @@ struct bfloat {
 
   bfloat() = default;
   template <typename T, typename = metal::enable_if_t<__is_bfloat_peer<T>>>
-  constexpr bfloat(T x)
-      : bits_(__builtin_bit_cast(uint32_t, static_cast<float>(x)) >> 16) {}
+  constexpr bfloat(T x) : bits_(from_float(static_cast<float>(x))) {}
   // A template, so that it is no copy constructor: bfloat stays trivial.
   template <
       typename U,
@@ -284,6 +286,15 @@ struct bfloat {
 
   constexpr operator float() const {
     return __builtin_bit_cast(float, uint32_t(bits_) << 16);
+  }
+  // float to bfloat rounds to nearest, ties to even, as Metal does; NaNs stay
+  // NaNs (quieted), so that no rounding carries one into an infinity.
+  static constexpr uint16_t from_float(float x) {
+    uint32_t u = __builtin_bit_cast(uint32_t, x);
+    if ((u & 0x7fffffffu) > 0x7f800000u) {
+      return uint16_t((u >> 16) | 0x40u);
+    }
+    return uint16_t((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
   }
   constexpr operator float() const __constant {
     return __builtin_bit_cast(float, uint32_t(bits_) << 16);
@@ -425,11 +436,13 @@ inline vec<T, N> make_vec(A a, B b, C... c) {
 } // namespace metal
 
 // OpenCL allows threadgroup variables only in kernel functions, which cannot
-// be templates; check_metal.sh rewrites `threadgroup T x[n];` in MLX's
-// kernels to `threadgroup T (&x)[n] = threadgroup_variable<T[n]>();`.
+// be templates; check_metal.py rewrites `threadgroup T x[n];` in MLX's
+// kernels to `threadgroup T (&x)[n] = threadgroup_variable<T[n], ID>();`,
+// with a number ID per declaration, so that the executor gives each
+// declaration its own memory.
 namespace metal {
 namespace __shim {
-template <typename T>
+template <typename T, int ID>
 threadgroup T& threadgroup_variable();
 } // namespace __shim
 } // namespace metal

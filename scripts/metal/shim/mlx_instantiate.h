@@ -1,4 +1,4 @@
-// check_metal.sh force-includes this after metal_shim.h.
+// scripts/metal/check_metal.py force-includes this after metal_shim.h.
 //
 // MLX's instantiate_kernel (kernels/defines.h) expands to
 //   template [[host_name(name)]] [[kernel]] decltype(func<...>) func<...>;

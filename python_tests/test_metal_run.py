@@ -1,0 +1,258 @@
+"""The series' Metal kernels executed on the CPU from their own source
+(scripts/metal/metal_run.py), and the shim they are compiled against."""
+
+import shutil
+import subprocess
+import sys
+
+import mlx.core as mx
+import numpy as np
+import pytest
+from conftest import ROOT, pinned_base
+
+sys.path.insert(0, str(ROOT / "scripts" / "metal"))
+import cases as C  # noqa: E402
+import host  # noqa: E402
+import metal_run  # noqa: E402
+import msl  # noqa: E402
+
+# float -> bfloat as Metal converts: round to nearest, ties to even. A
+# truncating conversion fails all but the second, fifth and seventh.
+BFLOAT_ROUNDING = """
+constexpr uint16_t bf(uint32_t u) {
+  return bfloat(__builtin_bit_cast(float, u)).bits_;
+}
+static_assert(bf(0x3F818000u) == 0x3F82, "a tie rounds to even, up");
+static_assert(bf(0x3F808000u) == 0x3F80, "a tie rounds to even, down");
+static_assert(bf(0x3F80C000u) == 0x3F81, "above half rounds up");
+static_assert(bf(0xBF80C000u) == 0xBF81, "negative, above half");
+static_assert(bf(0x3F807FFFu) == 0x3F80, "below half rounds down");
+static_assert(bf(0x7F7FFFFFu) == 0x7F80, "overflow rounds to infinity");
+static_assert(bf(0x7FC00001u) == 0x7FC0, "a NaN stays a NaN");
+static_assert(bf(0x7F800001u) == 0x7FC0, "a signalling NaN is quieted");
+"""
+
+
+def test_shim_rounds_float_to_bfloat_to_nearest_even(tmp_path):
+    src = tmp_path / "bfloat_rounding.cpp"
+    src.write_text(BFLOAT_ROUNDING)
+    p = subprocess.run(
+        [msl.CLANG, "--target=spir64", *msl.CLCPP, "-fsyntax-only"]
+        + ["-isystem", str(msl.SHIM), "-include", "metal_shim.h", str(src)],
+        capture_output=True,
+        text=True,
+    )
+    assert p.returncode == 0, p.stderr
+
+
+# The executor -------------------------------------------------------------
+
+TOOL = ROOT / "scripts" / "metal" / "metal_run.py"
+MLX = ROOT / "mlx"
+KERNELS = msl.KERNELS
+CASES = C.SETS["all"]()
+# What --tree needs of an MLX tree: the kernels and the host code they are
+# dispatched by.
+TREE_FILES = [
+    "mlx/backend/metal/kernels",
+    C.DISPATCH,
+    "mlx/backend/common/compiled.cpp",
+]
+
+
+@pytest.fixture(scope="module")
+def runs():
+    """Every case run once, on mlx/, by case name (a list: one row per
+    schedule)."""
+    rows, _, _ = metal_run.run(MLX, CASES, log=lambda line: None)
+    by_name = {}
+    for row in rows:
+        by_name.setdefault(row["case"].name, []).append(row)
+    return by_name
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_kernel_matches_float64_reference(runs, case):
+    rows = runs[case.name]
+    assert [r["schedule"] for r in rows] == list(case.schedules)
+    for row in rows:
+        assert row["ok"], C.describe(row)
+
+
+def test_the_matrix_covers_the_issue():
+    keys = {c.key for c in CASES} | {c.vfmt for c in CASES}
+    assert set(C.FORMATS) <= keys
+    quant = [c for c in CASES if c.key is not None]
+    assert {(c.dtype, c.D) for c in quant} >= {
+        (t, d) for t in C.DTYPES for d in (64, 128, 256)
+    }
+    assert any(c.value and c.value != c.key for c in quant)
+    assert {c.Lq for c in quant} >= {1, 8} and any(c.B > 1 for c in quant)
+    assert any(c.Hq // c.Hkv > 1 for c in quant)
+    assert {c.mask for c in quant} >= {"bool", "additive"}
+    assert any(c.sinks for c in quant) and any(c.causal for c in quant)
+    assert any(c.N % 32 for c in quant) and any(c.N < c.blocks for c in quant)
+    assert any("sg_greedy" in c.schedules for c in quant)
+    assert any(c.q_transposed for c in quant)
+    assert {c.dispatch for c in CASES} >= {"sdpa_vector", "sdpa_vector_2pass"}
+
+
+@pytest.mark.parametrize("fmt", [C.TURBO3, C.TURBO4, C.AFFINE4, C.AFFINE8_32, C.MXFP4])
+def test_reference_decodes_as_mlx_does(fmt):
+    """The references' own decoding (codebooks from the solver) agrees with
+    the CPU build's mx.dequantize."""
+    x = mx.random.normal((3, 128), key=mx.random.key(1))
+    parts = C.quantize(x, fmt)
+    mine = C.dequantize([np.array(a) for a in parts], fmt, 128, "float32")
+    kw = dict(mode=fmt.mode, stream=mx.cpu)
+    if not fmt.mode.startswith("turbo"):
+        kw.update(group_size=fmt.group_size, bits=fmt.bits)
+    theirs = mx.dequantize(*parts[:2], parts[2] if len(parts) > 2 else None, **kw)
+    theirs = np.array(theirs.astype(mx.float32))
+    np.testing.assert_allclose(mine, theirs, rtol=1e-6, atol=1e-6)
+
+
+def test_host_side_is_read_from_the_dispatch_code(tmp_path):
+    """Moving a buffer index in MLX's C++ moves it in the executor: nothing
+    repeats the host code."""
+    case = C.Case(key=C.TURBO4)
+    tree = copy_tree(tmp_path)
+    _, launches = metal_run.plan(tree, case)
+    assert [launch.kernel for launch in launches] == [
+        "quant_sdpa_vector_2pass_1_float_128_128",
+        "sdpa_vector_2pass_2_float_128",
+    ]
+    assert launches[0].group == (32, 4, 1) and launches[0].grid == (1, 1, 32)
+    assert 9 in launches[0].buffers and 23 not in launches[0].buffers
+    edit(
+        tree / C.DISPATCH,
+        "compute_encoder.set_bytes(N, 9);",
+        "compute_encoder.set_bytes(N, 23);",
+    )
+    _, launches = metal_run.plan(tree, case)
+    assert 9 not in launches[0].buffers and int(launches[0].buffers[23][0]) == 100
+    edit(
+        tree / C.DISPATCH,
+        "size_t k_stride = k.shape(1) == 1",
+        "size_t k_stride = frobnicate() + k.shape(1) == 1",
+    )
+    with pytest.raises(host.HostError, match="cannot follow"):
+        metal_run.plan(tree, case)
+
+
+def test_host_reads_the_cxx_it_meets():
+    m = host.Arr(np.zeros((2, 1, 3, 5)), "bool_")
+    ns = {"m": m, "mask": host.Opt(m), "bool_": "bool_"}
+    nested = "m.shape(1) > 1 ? m.strides(1) : (m.shape(0) > 1 ? m.strides(0) : 0)"
+    assert eval(host.to_python(nested), {}, ns) == 15
+    assert eval(host.to_python("!(*mask).flags().row_contiguous"), {}, ns) is False
+    assert eval(host.to_python("m.shape(2) / 2 && (*mask).dtype() == bool_"), {}, ns)
+    body = "int a = 1; if (a > 0) { x(1); } else { y(2); } for (;;) { z(3); }"
+    assert host.statements(body) == [
+        ((), "int a = 1"),
+        (("a > 0",), "x(1)"),
+        (("!(a > 0)",), "y(2)"),
+        ((None,), "z(3)"),
+    ]
+
+
+def test_host_refuses_what_it_cannot_follow(tmp_path):
+    tree = copy_tree(tmp_path)
+    edit(
+        tree / C.DISPATCH,
+        "  if (has_sinks) {\n    compute_encoder.set_input_array(*sinks, 22);",
+        "  for (int i = 0; i < has_sinks; i++) {\n"
+        "    compute_encoder.set_input_array(*sinks, 22);",
+    )
+    with pytest.raises(host.HostError, match="in a loop or else-if"):
+        metal_run.plan(tree, C.Case(key=C.TURBO4))
+
+
+def copy_tree(tmp_path):
+    tree = tmp_path / "mlx"
+    for f in TREE_FILES:
+        (tree / f).parent.mkdir(parents=True, exist_ok=True)
+        if (MLX / f).is_dir():
+            shutil.copytree(MLX / f, tree / f)
+        else:
+            shutil.copy(MLX / f, tree / f)
+    return tree
+
+
+def edit(path, text, replacement):
+    source = path.read_text()
+    assert source.count(text) == 1, f"{path.name} no longer has {text!r} once"
+    path.write_text(source.replace(text, replacement))
+
+
+# (file, text, replacement, what the run must say)
+MUTANTS = {
+    "changed_turbo4_centroid": (
+        f"{KERNELS}/turbo_quant.h",
+        "    -0.942340434f,",
+        "    -0.952340434f,",
+        "BAD quant-turbo4-float32-D128",
+    ),
+    # Round-robin scheduling hides it; the greedy schedule does not.
+    "removed_barrier": (
+        f"{KERNELS}/sdpa_vector.h",
+        "    threadgroup_barrier(mem_flags::mem_threadgroup);\n"
+        "    o[i] = simd_sum(outputs[simd_gid * BD + simd_lid]);\n",
+        "    o[i] = simd_sum(outputs[simd_gid * BD + simd_lid]);\n",
+        "[sg_greedy]: metal inf",
+    ),
+    "simd_sum_in_divergent_code": (
+        f"{KERNELS}/sdpa_vector.h",
+        "  U global_sum = simd_sum(sg_sum);\n\n  if (simd_lid == 0) {\n    sums[0]",
+        "  U global_sum = simd_lid < 16 ? simd_sum(sg_sum) : sg_sum;\n\n"
+        "  if (simd_lid == 0) {\n    sums[0]",
+        "meet at different collectives",
+    ),
+}
+
+
+def metal_run_cli(*args):
+    return subprocess.run(
+        [sys.executable, TOOL, *map(str, args)], capture_output=True, text=True
+    )
+
+
+def test_the_bases_kernels_pass(tmp_path):
+    """A control: the base's own quantized kernels (affine and MXFP4, from
+    PR #3026), with the base's own host code."""
+    archive = subprocess.run(
+        ["git", "-C", MLX, "archive", pinned_base(), *TREE_FILES],
+        capture_output=True,
+        check=True,
+    )
+    tree = tmp_path / "base"
+    tree.mkdir()
+    subprocess.run(["tar", "-x", "-C", tree], input=archive.stdout, check=True)
+    assert not (tree / KERNELS / "turbo_quant.h").exists()
+    p = metal_run_cli("--tree", tree, "--set", "base")
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_mutant_cases_pass_on_the_tree(tmp_path):
+    p = metal_run_cli("--tree", copy_tree(tmp_path), "--set", "mutants")
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+@pytest.mark.parametrize("mutant", MUTANTS)
+def test_a_broken_kernel_fails(tmp_path, mutant):
+    name, text, replacement, message = MUTANTS[mutant]
+    tree = copy_tree(tmp_path)
+    edit(tree / name, text, replacement)
+    p = metal_run_cli("--tree", tree, "--set", "mutants")
+    out = p.stdout + p.stderr
+    assert p.returncode != 0, out
+    assert "out of tolerance or failing" in out and message in out, out
+
+
+def test_a_truncating_bfloat_conversion_fails(tmp_path):
+    """Executed, the shim's former float-to-bfloat truncation is out of
+    tolerance too (results/metal_run.md has the figures)."""
+    bf16 = [c for c in CASES if c.dtype == "bfloat16" and c.D == 64]
+    shim = metal_run.truncating_shim(tmp_path)
+    rows, _, _ = metal_run.run(MLX, bf16, log=lambda line: None, shim=shim)
+    assert any(not r["ok"] for r in rows), [C.describe(r) for r in rows]
