@@ -156,7 +156,8 @@ def write_markdown(path, rows, args, n_tokens, description, weight_bytes, sample
         f"{weight_bytes / 1e6:.0f} MB read per step, dominate: the float16 "
         f"cache holds {ref['bytes'] * n_tokens / 1e6:.0f} MB.",
     ]
-    lines = ["# KV-cache formats on a real model", ""]
+    command = " ".join(["scripts/bench_model.py", *sys.argv[1:]])
+    lines = ["# KV-cache formats on a real model", "", f"    {command}", ""]
     for p in paragraphs:
         lines += [textwrap.fill(p, width=72), ""]
     lines += [
@@ -261,11 +262,12 @@ def main():
     rows = {name: rows[name] for name in args.caches if name in rows} | rows
     samples = {name: samples[name] for name in rows if name in samples}
     weight_bytes = sum(v.nbytes for _, v in tree_flatten(model.parameters()))
-    stem = (
-        "model"
-        if args.model == gguf_models.SMOLLM2
-        else f"model-{Path(args.model).stem}"
-    )
+    if args.model == gguf_models.SMOLLM2:
+        stem = "model"
+    elif args.model in gguf_models.MODELS:
+        stem = f"model-{args.model}"
+    else:
+        stem = f"model-{Path(args.model).stem}"
     path = args.out / f"{stem}.md"
     write_markdown(path, rows, args, len(ids), description, weight_bytes, samples)
     print(f"wrote {path}")
