@@ -27,10 +27,10 @@ def test_build_is_of_the_current_series():
     commits = git(mlx, "log", "-p", "--no-merges", f"{pinned_base()}..HEAD")
     names = [
         l.strip()
-        for l in (ROOT / "patches" / "series").read_text().splitlines()
+        for l in (ROOT / "patches" / "mlx" / "series").read_text().splitlines()
         if l.strip() and not l.startswith("#")
     ]
-    files = "".join((ROOT / "patches" / n).read_text() for n in names)
+    files = "".join((ROOT / "patches" / "mlx" / n).read_text() for n in names)
     assert patch_ids(commits + "\n") == patch_ids(files)
 
 

@@ -6,7 +6,7 @@ from conftest import git, pinned_base, run
 
 
 def series(proj):
-    lines = (proj / "patches" / "series").read_text().splitlines()
+    lines = (proj / "patches" / "mlx" / "series").read_text().splitlines()
     return [l for l in lines if l.strip() and not l.startswith("#")]
 
 
@@ -19,7 +19,7 @@ def export(proj, check=True):
 
 
 def patch_bytes(proj):
-    return {p.name: p.read_bytes() for p in sorted((proj / "patches").iterdir())}
+    return {p.name: p.read_bytes() for p in sorted((proj / "patches" / "mlx").iterdir())}
 
 
 def test_apply_then_export_changes_no_byte(project):
@@ -91,7 +91,7 @@ def test_apply_refuses_unexported_commits(project):
 def test_broken_patch_is_named_and_leaves_a_clean_tree(project):
     apply(project)
     name = series(project)[0]
-    path = project / "patches" / name
+    path = project / "patches" / "mlx" / name
     good = path.read_text()
     # Change a context line so that the patch no longer fits the base.
     lines = good.splitlines(keepends=True)
@@ -128,7 +128,7 @@ def test_unreachable_source_says_how_to_use_a_mirror(project, tmp_path):
 
 def test_check_passes_and_catches_an_unlisted_patch(project):
     run([project / "scripts" / "check.sh"], cwd=project)
-    (project / "patches" / "stray.patch").write_text("not listed\n")
+    (project / "patches" / "mlx" / "stray.patch").write_text("not listed\n")
     p = run([project / "scripts" / "check.sh"], cwd=project, check=False)
     assert p.returncode != 0
     assert "stray.patch is not listed" in p.stderr

@@ -3,7 +3,7 @@
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 MLX="$ROOT/mlx"
-PATCHES="$ROOT/patches"
+PATCHES="$ROOT/patches/mlx"
 SERIES="$PATCHES/series"
 BUILD="$ROOT/build"
 VENV="$ROOT/.venv"
