@@ -231,3 +231,17 @@ def test_apply_export_check_with_only_git_python_and_make(project, tmp_path):
     # make check's series checks; deps and check-metal are theirs to test.
     out = make("-o", "deps", "-o", "check-metal", "check").stdout
     assert f"series ok: mlx {len(series(project))} patches" in out
+
+
+def test_a_linked_venv_is_another_checkouts(project):
+    """build writes .venv's .pth and deps installs into .venv only when .venv is
+    this checkout's own: a link to another checkout's is left as it is."""
+    probe = ["python3", "-c", "from harness import core; print(core.venv_is_ours())"]
+
+    def ours():
+        return run(probe, cwd=project / "scripts").stdout.strip()
+
+    assert ours() == "False"  # the fixture links the real .venv
+    (project / ".venv").unlink()
+    (project / ".venv" / "bin").mkdir(parents=True)
+    assert ours() == "True"

@@ -138,15 +138,15 @@ def build(tree: Path = None, build_dir: Path = None, python: str = None, out=Non
             list(map(str, configure)), stdout=f, stderr=subprocess.STDOUT, env=child
         )
     if p.returncode != 0:
-        sys.stdout.write(log.read_text())
+        (out or sys.stdout).write(log.read_text())
         die(f"cmake configure failed (log: {log})")
     jobs = env.get("JOBS") or str(os.cpu_count() or 1)
     # Ninja's progress goes straight to the terminal (or to out).
-    run = dict(
+    opts = dict(
         env=child, stdout=out, stderr=subprocess.STDOUT if out else None, check=True
     )
     subprocess.run(
-        [cmake, "--build", str(build_dir), "--target", "install", "-j", jobs], **run
+        [cmake, "--build", str(build_dir), "--target", "install", "-j", jobs], **opts
     )
     install = [cmake, "--install", str(build_dir), "--component", "core_stub"]
     subprocess.run(install, env=child, capture_output=True, check=True)

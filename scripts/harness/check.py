@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import subprocess
+import sys
 from collections import Counter
 
 from . import core
@@ -151,7 +152,7 @@ def run(argv):
     problems = []
 
     def bad(msg):
-        print(f"check: {msg}", file=core.sys.stderr, flush=True)
+        print(f"check: {msg}", file=sys.stderr, flush=True)
         problems.append(msg)
 
     counts = [f"{s.name} {check(s, bad)} patches" for s in core.by_name(args.series)]

@@ -6,6 +6,7 @@ does not build, and names it. Slow: the first build is cold."""
 from __future__ import annotations
 
 import argparse
+import subprocess
 
 from . import build, core
 from .check import Worktree
@@ -28,7 +29,7 @@ def run(argv):
             try:
                 with open(log, "w") as out:
                     build.build(tree=tree, build_dir=where / "cpu", out=out)
-            except (core.Failure, core.subprocess.CalledProcessError):
+            except (core.Failure, subprocess.CalledProcessError):
                 print("\n".join(log.read_text().splitlines()[-30:]))
                 die(f"the series does not build after {name} (log: {log})")
     step(f"all {len(names)} patches build")
