@@ -14,6 +14,9 @@ from harness import core  # noqa: E402
 
 # The patch files of the MLX series, and the file that orders them.
 MLX_PATCHES = Path(core.MLX.rel_patches)
+# The Python that runs the harness in the tests: HARNESS_PYTHON=python3.9
+# tries the oldest it supports (macOS's command line tools have 3.9).
+HARNESS_PYTHON = os.environ.get("HARNESS_PYTHON", "python3")
 
 
 def pytest_configure(config):
@@ -48,7 +51,7 @@ def pinned_base(root=ROOT):
 
 def harness(proj, *args, check=True, env=None):
     """python3 scripts/harness ARGS in a project copy."""
-    cmd = ["python3", proj / "scripts" / "harness", *args]
+    cmd = [HARNESS_PYTHON, proj / "scripts" / "harness", *args]
     if env is None:
         return run(cmd, cwd=proj, check=check)
     p = subprocess.run(cmd, cwd=proj, capture_output=True, text=True, env=env)

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import MLX_PATCHES, git, harness, pinned_base, run
+from conftest import HARNESS_PYTHON, MLX_PATCHES, git, harness, pinned_base, run
 
 
 def series(proj):
@@ -203,7 +203,11 @@ def reduced_path(tmp_path):
     tools = ["git", "python3", "make", "sh", "cmake", "ninja", "cc", "c++", "ccache"]
     for name in tools:
         # The interpreter itself, not a wrapper (pyenv's shims are bash).
-        found = sys.executable if name == "python3" else shutil.which(name)
+        found = (
+            shutil.which(HARNESS_PYTHON) if name == "python3" else shutil.which(name)
+        )
+        if name == "python3" and HARNESS_PYTHON == "python3":
+            found = sys.executable
         if found:
             (bin_dir / name).symlink_to(os.path.realpath(found))
     for name in ("git", "python3", "make", "sh"):
@@ -236,7 +240,11 @@ def test_apply_export_check_with_only_git_python_and_make(project, tmp_path):
 def test_a_linked_venv_is_another_checkouts(project):
     """build writes .venv's .pth and deps installs into .venv only when .venv is
     this checkout's own: a link to another checkout's is left as it is."""
-    probe = ["python3", "-c", "from harness import core; print(core.venv_is_ours())"]
+    probe = [
+        HARNESS_PYTHON,
+        "-c",
+        "from harness import core; print(core.venv_is_ours())",
+    ]
 
     def ours():
         return run(probe, cwd=project / "scripts").stdout.strip()
