@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import HARNESS_PYTHON, MLX_PATCHES, git, harness, pinned_base, run
 
 
@@ -253,3 +254,37 @@ def test_a_linked_venv_is_another_checkouts(project):
     (project / ".venv").unlink()
     (project / ".venv" / "bin").mkdir(parents=True)
     assert ours() == "True"
+
+
+def test_build_options_on_linux_and_on_a_simulated_mac(monkeypatch):
+    """What build asks CMake for on each system (nothing here runs a Mac: the
+    macOS branch is exercised by pretending)."""
+    from harness import build, core
+
+    tree = Path("/src/mlx")
+    monkeypatch.setattr(core, "MACOS", False)
+    args, backend = build.cmake_args(tree, "python", {})
+    assert backend == "cpu"
+    assert "-DFETCHCONTENT_FULLY_DISCONNECTED=ON" in args
+    assert not any("MLX_BUILD_METAL" in a for a in args)
+
+    monkeypatch.setattr(core, "MACOS", True)
+    monkeypatch.setattr(build, "metal_compiler", lambda: True)
+    args, backend = build.cmake_args(tree, "python", {})
+    assert backend == "metal" and "-DMLX_BUILD_METAL=ON" in args
+    # metal-cpp, json and fmt come from MLX's FetchContent there.
+    assert not any("FULLY_DISCONNECTED" in a or "SOURCE_DIR_JSON" in a for a in args)
+    assert "-DUSE_SYSTEM_FMT=ON" not in args
+    args, backend = build.cmake_args(tree, "python", {"MLX_METAL": "0"})
+    assert backend == "cpu" and "-DMLX_BUILD_METAL=OFF" in args
+    monkeypatch.setattr(build, "metal_compiler", lambda: False)
+    with pytest.raises(core.Failure, match="Xcode"):
+        build.cmake_args(tree, "python", {})
+
+
+def test_devices_to_test_on():
+    from harness import test
+
+    assert test.devices({"DEVICES": "cpu gpu"}, "python") == ["cpu", "gpu"]
+    # Where mlx has no Metal (or does not import), the CPU only.
+    assert test.devices({"PATH": os.environ["PATH"]}, sys.executable) == ["cpu"]
