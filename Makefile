@@ -1,8 +1,11 @@
-# TurboQuant for MLX: the steps. The work lives in scripts/.
+# TurboQuant for MLX: the steps. The work lives in scripts/harness/, one
+# module per step ('python3 scripts/harness -h' lists them).
 #   make            dependencies, submodule, series, build, .venv (all a new user needs)
 #   make test       this project's tests and upstream's Python suite, on the CPU
-#   make apply      reset mlx/ to the pinned base and apply patches/series
-#   make export     rewrite patches/ from the commits on mlx/
+#                   (and on the GPU on a Mac)
+#   make apply      reset mlx/ to the pinned base and apply patches/mlx/series
+#   make export     rewrite patches/mlx/ from the commits on mlx/
+#                   (PATCH_AUTHOR='Name <email>' sets the patches' author)
 #   make check      lint the series (applies, messages, whitespace, formatting,
 #                   codebooks) and type-check its Metal code (make check-metal)
 #   make check-bisect   build the series patch by patch (slow)
@@ -11,7 +14,7 @@
 #   make clean      remove build outputs (keeps .venv and the series in mlx/)
 # MLX_CUDA=1 builds the CUDA backend too.
 
-SHELL := /bin/bash
+H := python3 scripts/harness
 S := scripts
 
 .PHONY: all deps submodule apply build wheel test export check check-metal \
@@ -19,42 +22,42 @@ S := scripts
 	bench-speed bench-quality bench-model clean
 
 all: deps
-	$(S)/apply.sh --if-needed
-	$(S)/build.sh
+	$(H) apply --if-needed
+	$(H) build
 
 deps:
-	$(S)/deps.sh
+	$(H) deps
 
 submodule:
-	$(S)/submodule.sh
+	$(H) submodule
 
 apply:
-	$(S)/apply.sh
+	$(H) apply
 
 build:
-	$(S)/build.sh
+	$(H) build
 
 wheel: all
-	$(S)/wheel.sh
+	$(H) wheel
 
 test: all
-	$(S)/test.sh
+	$(H) test
 
 .PHONY: test-metal
 test-metal: all
 	.venv/bin/python -m pytest -q python_tests/test_metal_run.py
 
 export:
-	$(S)/export.sh
+	$(H) export
 
 check: deps check-metal
-	$(S)/check.sh
+	$(H) check
 
 check-metal: deps
 	$(S)/metal/check_metal.py
 
 check-bisect: deps
-	$(S)/check_bisect.sh
+	$(H) check-bisect
 
 bench-speed: all
 	.venv/bin/python $(S)/bench_speed.py
@@ -66,5 +69,4 @@ bench-model: all
 	.venv/bin/python $(S)/bench_model.py
 
 clean:
-	rm -rf build dist
-	[ ! -e mlx/.git ] || git -C mlx clean -q -fdX python/mlx
+	$(H) clean

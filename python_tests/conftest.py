@@ -1,12 +1,34 @@
 """Shared helpers for the project's tests."""
 
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+from harness import core  # noqa: E402
+
+# The patch files of the MLX series, and the file that orders them.
+MLX_PATCHES = Path(core.MLX.rel_patches)
+# The Python that runs the harness in the tests: HARNESS_PYTHON=python3.9
+# tries the oldest it supports (macOS's command line tools have 3.9).
+HARNESS_PYTHON = os.environ.get("HARNESS_PYTHON", "python3")
+
+
+def pytest_configure(config):
+    """DEVICE=cpu or gpu, as upstream's suite reads it, picks the default
+    device of this project's tests too."""
+    device = os.environ.get("DEVICE")
+    if device:
+        try:
+            import mlx.core as mx
+        except ImportError:
+            return  # the harness tests need no mlx
+        mx.set_default_device(getattr(mx, device))
 
 
 def run(cmd, cwd=ROOT, check=True):
@@ -25,6 +47,17 @@ def git(repo, *args, check=True):
 
 def pinned_base(root=ROOT):
     return git(root, "ls-files", "-s", "mlx").split()[1]
+
+
+def harness(proj, *args, check=True, env=None):
+    """python3 scripts/harness ARGS in a project copy."""
+    cmd = [HARNESS_PYTHON, proj / "scripts" / "harness", *args]
+    if env is None:
+        return run(cmd, cwd=proj, check=check)
+    p = subprocess.run(cmd, cwd=proj, capture_output=True, text=True, env=env)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{args} exited {p.returncode}\n{p.stdout}\n{p.stderr}")
+    return p
 
 
 @pytest.fixture

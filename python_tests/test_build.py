@@ -4,7 +4,7 @@ import subprocess
 from pathlib import Path
 
 import mlx.core as mx
-from conftest import ROOT, git, pinned_base
+from conftest import MLX_PATCHES, ROOT, git, pinned_base
 
 
 def patch_ids(text):
@@ -27,10 +27,10 @@ def test_build_is_of_the_current_series():
     commits = git(mlx, "log", "-p", "--no-merges", f"{pinned_base()}..HEAD")
     names = [
         l.strip()
-        for l in (ROOT / "patches" / "series").read_text().splitlines()
+        for l in (ROOT / MLX_PATCHES / "series").read_text().splitlines()
         if l.strip() and not l.startswith("#")
     ]
-    files = "".join((ROOT / "patches" / n).read_text() for n in names)
+    files = "".join((ROOT / MLX_PATCHES / n).read_text() for n in names)
     assert patch_ids(commits + "\n") == patch_ids(files)
 
 
