@@ -20,35 +20,27 @@ median over rounds of a batch of calls evaluated together.
 
 import argparse
 import os
-import statistics
-import time
+import sys
 from pathlib import Path
 
 import mlx.core as mx
 
-HEADS, KV_HEADS, DIM = 32, 8, 128
-CALLS = 20
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+# Timed and measured the same way as the decode benchmark.
+from bench_speed_cuda import (  # noqa: E402
+    CALLS,
+    DIM,
+    HEADS,
+    KV_HEADS,
+    copy_bandwidth,
+    seconds_per_call,
+)
+
 FORMATS = {
     "turbo3": dict(mode="turbo3"),
     "turbo4": dict(mode="turbo4"),
     "affine4 g64": dict(mode="affine", bits=4, group_size=64),
 }
-
-
-def seconds_per_call(fn, rounds=7):
-    mx.eval(fn())
-    times = []
-    for _ in range(rounds):
-        t = time.perf_counter()
-        mx.eval([fn() for _ in range(CALLS)])
-        times.append((time.perf_counter() - t) / CALLS)
-    return statistics.median(times)
-
-
-def copy_bandwidth():
-    x = mx.random.uniform(shape=(256 * 2**20,))
-    mx.eval(x)
-    return 2 * x.nbytes / seconds_per_call(lambda: x * 1)
 
 
 def quantize_rows(length):
