@@ -28,7 +28,12 @@ DESELECT = {
     "test_load.py::TestLoad::test_non_contiguous": "no GGUF: it saves a .gguf too",
 }
 # This project's tests that do not depend on the device: run once.
-DEVICE_FREE = ("test_harness.py", "test_build.py", "test_check_metal.py")
+DEVICE_FREE = (
+    "test_harness.py",
+    "test_build.py",
+    "test_check_metal.py",
+    "test_metal_run.py",
+)
 
 
 def devices(env, py):
