@@ -1,15 +1,16 @@
 # TurboQuant for MLX: the steps. The work lives in scripts/harness/, one
 # module per step ('python3 scripts/harness -h' lists them).
 #   make            dependencies, submodule, series, build, .venv (all a new user needs)
-#   make test       this project's tests and upstream's Python suite, on the CPU
-#                   (and on the GPU on a Mac)
-#   make apply      reset mlx/ to the pinned base and apply patches/mlx/series
-#   make export     rewrite patches/mlx/ from the commits on mlx/
+#   make test       this project's tests, upstream's Python suite and the mlx-lm
+#                   series' tests, on the CPU (and on the GPU on a Mac)
+#   make apply      reset mlx/ and mlx-lm/ to their pinned bases and apply
+#                   patches/mlx/series and patches/mlx-lm/series
+#   make export     rewrite patches/<name>/ from the commits on each submodule
 #                   (PATCH_AUTHOR='Name <email>' sets the patches' author)
 #   make check      lint the series (applies, messages, whitespace, formatting,
 #                   codebooks) and type-check its Metal code (make check-metal)
 #   make check-bisect   build the series patch by patch (slow)
-#   make wheel      a patched mlx wheel in dist/
+#   make wheel      patched mlx and mlx-lm wheels in dist/
 #   make bench-speed, bench-quality, bench-model   benchmarks, in results/
 #   make clean      remove build outputs (keeps .venv and the series in mlx/)
 # MLX_CUDA=1 builds the CUDA backend too.

@@ -63,8 +63,8 @@ def harness(proj, *args, check=True, env=None):
 @pytest.fixture
 def project(tmp_path):
     """A scratch copy of the project: its own scripts/, patches/ and Makefile,
-    and an mlx/ clone that borrows the real one's objects, so tests never
-    touch the user's mlx/."""
+    and clones of mlx/ and mlx-lm/ that borrow the real ones' objects, so
+    tests never touch the user's submodules."""
     proj = tmp_path / "proj"
     proj.mkdir()
     for name in ("scripts", "patches", "python_tests"):
@@ -72,10 +72,21 @@ def project(tmp_path):
     shutil.copy(ROOT / "Makefile", proj)
     shutil.copy(ROOT / ".isort.cfg", proj)
     (proj / ".venv").symlink_to(ROOT / ".venv")
-    base = pinned_base()
     git(proj, "init", "-q")
-    git(ROOT / "mlx", "rev-parse", "--git-dir")  # the real submodule is there
-    run(["git", "clone", "-q", "--shared", "--no-checkout", ROOT / "mlx", proj / "mlx"])
-    git(proj / "mlx", "checkout", "-q", "--detach", base)
-    git(proj, "update-index", "--add", "--cacheinfo", f"160000,{base},mlx")
+    for s in core.SERIES:
+        base = git(ROOT, "ls-files", "-s", s.name).split()[1]
+        git(ROOT / s.name, "rev-parse", "--git-dir")  # the real submodule is there
+        run(
+            [
+                "git",
+                "clone",
+                "-q",
+                "--shared",
+                "--no-checkout",
+                ROOT / s.name,
+                proj / s.name,
+            ]
+        )
+        git(proj / s.name, "checkout", "-q", "--detach", base)
+        git(proj, "update-index", "--add", "--cacheinfo", f"160000,{base},{s.name}")
     return proj

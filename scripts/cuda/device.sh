@@ -3,7 +3,7 @@
 # project's tree plus build/device/ (see scripts/cuda/pack.sh):
 #   device.sh setup     unpack mlx/, build/deps and a BLAS; probe the machine
 #   device.sh check     compile and run scripts/cuda/check_quantized_sdpa.cu
-#   device.sh build     MLX_CUDA=1 scripts/build.sh (CUDA libraries from the
+#   device.sh build     MLX_CUDA=1 python3 scripts/harness build (CUDA libraries from the
 #                       machine's Python packages where the toolkit lacks them)
 #   device.sh test      the CUDA tests and upstream's quantized SDPA tests
 #   device.sh bench     scripts/bench_speed_cuda.py
@@ -92,7 +92,7 @@ STUB
       -DCMAKE_PREFIX_PATH=$BLAS;$libs -DBLAS_INCLUDE_DIRS=$BLAS/include \
       -DLAPACK_INCLUDE_DIRS=$BLAS/include -DCUDNN_INCLUDE_PATH=$libs/include \
       -DCUDNN_LIBRARY_PATH=$libs/lib -DCUDAToolkit_ROOT=/usr/local/cuda" \
-      scripts/build.sh 2>&1 | tee "$OUT/build.log" | grep -E 'error|FAILED|built|^\[[0-9]+/' | tail -40
+      python3 scripts/harness build 2>&1 | tee "$OUT/build.log" | grep -E 'error|FAILED|built|^\[[0-9]+/' | tail -40
     ;;
   refresh)
     # A new call empties mlx/: unpack it again, with the same edits, and let

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Pack what scripts/cuda/device.sh needs on a machine without network into
 # build/device/: the mlx/ tree as it is (series and uncommitted changes),
-# build/deps (scripts/deps.sh and scripts/cuda_deps.sh fill it) and Debian's
+# build/deps (the harness's deps and cuda_deps steps fill it) and Debian's
 # OpenBLAS for the CPU backend.
 set -euo pipefail
-. "$(dirname "$0")/../lib.sh"
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BUILD="$ROOT/build"
 
 out="$BUILD/device"
 mkdir -p "$out"
-tree=$(mlx_git stash create)
-mlx_git archive "${tree:-HEAD}" | xz -T0 >"$out/mlx.tar.xz"
+tree=$(git -C "$ROOT/mlx" stash create)
+git -C "$ROOT/mlx" archive "${tree:-HEAD}" | xz -T0 >"$out/mlx.tar.xz"
 tar -C "$BUILD" --exclude=deps/sdist --exclude='deps/.clone-*' -cJf "$out/deps.tar.xz" deps
 [ -f "$out/blas.tar.xz" ] || {
   pkgs=$(mktemp -d)

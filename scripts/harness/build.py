@@ -161,6 +161,7 @@ def build(tree: Path = None, build_dir: Path = None, python: str = None, out=Non
                 check=True,
             ).stdout.strip()
             Path(site, "mlx-turboquant.pth").write_text(f"{tree / 'python'}\n")
+            install_mlx_lm(py)
         else:
             step(
                 f".venv is {core.VENV.resolve()}, another checkout's: left as it is; "
@@ -180,6 +181,25 @@ def build(tree: Path = None, build_dir: Path = None, python: str = None, out=Non
         cwd="/",
     ).stdout.strip()
     step(f"built mlx {imported}")
+
+
+def install_mlx_lm(py):
+    """.venv's mlx_lm, and its commands (mlx_lm.generate, ...), are the
+    patched mlx-lm/ submodule: installed editable, once, without
+    dependencies (they come from requirements-model.txt, and mlx must stay
+    the patched build)."""
+    tree = core.MLX_LM.dir
+    if not core.checked_out(core.MLX_LM):
+        return
+    probe = "import mlx_lm; print(mlx_lm.__file__)"
+    p = subprocess.run([py, "-c", probe], capture_output=True, text=True, cwd="/")
+    if p.returncode == 0 and Path(p.stdout.strip()).is_relative_to(tree):
+        return
+    step(f"installing {tree.name}/ into .venv (editable, no dependencies)")
+    pip = [py, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation"]
+    p = subprocess.run([*pip, "-e", str(tree)], capture_output=True, text=True)
+    if p.returncode != 0:
+        die(f"installing {tree.name}/ failed:\n{p.stdout}{p.stderr}")
 
 
 def run(argv):

@@ -93,7 +93,9 @@ def check_patch(tree, name, bad):
     if py:
         if not tool([VENV_BIN / "black", "-q", "--check", *py], tree)[0]:
             bad(f"{name}: Python is not black clean")
-        isort = [VENV_BIN / "isort", "-q", "--profile", "black", "--check-only", *py]
+        # The tree's own settings (and packages): not this project's .isort.cfg.
+        isort = [VENV_BIN / "isort", "-q", "--settings-path", tree, "--src", tree]
+        isort += ["--profile", "black", "--check-only", *py]
         if not tool(isort, tree)[0]:
             bad(f"{name}: Python imports are not isort clean")
 

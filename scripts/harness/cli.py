@@ -19,7 +19,6 @@ STEPS = {
     "wheel": "a wheel of the tested build in dist/",
     "cuda_deps": "the CUDA backend's sources, for an offline build",
     "clean": "remove the build outputs",
-    "env": "the core's settings as shell assignments (for shell tools)",
 }
 
 

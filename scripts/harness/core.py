@@ -67,8 +67,14 @@ MLX = Series(
     branch="turboquant",
     pull_ref="refs/pull/3026/head",
 )
+MLX_LM = Series(
+    name="mlx-lm",
+    title="The TurboQuant series on mlx-lm",
+    url="https://github.com/ml-explore/mlx-lm.git",
+    branch="turboquant",
+)
 # Every series the project keeps, in the order they are applied.
-SERIES = [MLX]
+SERIES = [MLX, MLX_LM]
 
 
 def by_name(names: List[str]) -> List[Series]:

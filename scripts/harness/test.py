@@ -27,6 +27,8 @@ DESELECT = {
     "test_load.py::TestLoad::test_save_and_load_gguf_metadata_mixed": "no GGUF",
     "test_load.py::TestLoad::test_non_contiguous": "no GGUF: it saves a .gguf too",
 }
+# mlx-lm's tests of the mlx-lm series (its others download models).
+MLX_LM_TESTS = ("tests/test_turboquant_cache.py", "tests/test_turboquant_generate.py")
 # This project's tests that do not depend on the device: run once.
 DEVICE_FREE = (
     "test_harness.py",
@@ -85,6 +87,10 @@ def run(argv):
         tests = mlx / "python" / "tests"
         if pytest(py, ["--rootdir", ".", *cache, *deselect, *extra, "."], tests, env):
             failed.append(f"upstream python/tests on {device}")
+        step(f"mlx-lm's tests of its series (DEVICE={device})")
+        lm = core.MLX_LM.dir
+        if pytest(py, ["--rootdir", ".", *cache, *extra, *MLX_LM_TESTS], lm, env):
+            failed.append(f"mlx-lm tests on {device}")
     if failed:
         die("failed: " + ", ".join(failed))
     step(

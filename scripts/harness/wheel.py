@@ -1,6 +1,6 @@
 """Package the tested in-place build (mlx/python/mlx) as a wheel in dist/,
 with mlx's own setup.py metadata, then install it into a scratch virtual
-environment and import it there."""
+environment and import it there; and the patched mlx-lm/ as another wheel."""
 
 from __future__ import annotations
 
@@ -70,6 +70,30 @@ def run(argv):
     if out.returncode != 0:
         die(f"the wheel does not import:\n{out.stderr}")
     step(f"wheel: {wheel} ({out.stdout.strip()})")
+    mlx_lm_wheel(py, dist)
+
+
+def mlx_lm_wheel(py, dist):
+    """The patched mlx-lm/ as a wheel too (pure Python; it needs the mlx wheel
+    and its PyPI dependencies where it is installed), checked to hold the
+    series."""
+    import zipfile
+
+    tree = core.MLX_LM.dir
+    for old in dist.glob("mlx_lm-*.whl"):
+        old.unlink()
+    step(f"packaging {tree.name}/ as a wheel")
+    build = [py, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
+    p = subprocess.run(
+        [*build, "-w", str(dist), str(tree)], capture_output=True, text=True
+    )
+    if p.returncode != 0:
+        die(f"the mlx-lm wheel failed:\n{p.stdout}{p.stderr}")
+    wheel = next(dist.glob("mlx_lm-*.whl"))
+    cache = zipfile.ZipFile(wheel).read("mlx_lm/models/cache.py")
+    if b"class TurboQuantKVCache" not in cache:
+        die(f"{wheel.name} lacks the series' TurboQuantKVCache")
+    step(f"wheel: {wheel}")
 
 
 if __name__ == "__main__":
