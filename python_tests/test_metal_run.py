@@ -1,9 +1,11 @@
 """The series' Metal kernels executed on the CPU from their own source
 (scripts/metal/metal_run.py), and the shim they are compiled against."""
 
+import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import mlx.core as mx
 import numpy as np
@@ -48,14 +50,18 @@ def test_shim_rounds_float_to_bfloat_to_nearest_even(tmp_path):
 # The executor -------------------------------------------------------------
 
 TOOL = ROOT / "scripts" / "metal" / "metal_run.py"
-MLX = ROOT / "mlx"
+# The MLX tree whose kernels run: the series' mlx/, or MLX_TREE (another
+# checkout, e.g. a worktree with kernels not yet in the series).
+MLX = Path(os.environ.get("MLX_TREE") or ROOT / "mlx").resolve()
 KERNELS = msl.KERNELS
-CASES = C.SETS["all"]()
+CASES = C.SETS["sdpa"]()
+QCASES = C.SETS["quantize"]()
 # What --tree needs of an MLX tree: the kernels and the host code they are
 # dispatched by.
 TREE_FILES = [
     "mlx/backend/metal/kernels",
     C.DISPATCH,
+    C.QDISPATCH,
     "mlx/backend/common/compiled.cpp",
 ]
 
@@ -77,6 +83,66 @@ def test_kernel_matches_float64_reference(runs, case):
     assert [r["schedule"] for r in rows] == list(case.schedules)
     for row in rows:
         assert row["ok"], C.describe(row)
+
+
+@pytest.fixture(scope="module")
+def quant_runs():
+    """The TurboQuant quantize and dequantize cases, run once on mlx/."""
+    rows, _, _ = metal_run.run(MLX, QCASES, log=lambda line: None)
+    by_name = {}
+    for row in rows:
+        by_name.setdefault(row["case"].name, []).append(row)
+    return by_name
+
+
+@pytest.mark.parametrize("case", QCASES, ids=lambda c: c.name)
+def test_turbo_quant_kernel_matches_cpu_kernel(quant_runs, case):
+    """Codes bit for bit but at ties, scales to the dtype's rounding, zero
+    vectors scale 0, dequantized values bit for bit (cases.check_quant)."""
+    rows = quant_runs[case.name]
+    assert [r["schedule"] for r in rows] == list(case.schedules)
+    for row in rows:
+        assert row["ok"], C.describe(row)
+        if case.layout != "contiguous":
+            assert row["copied"], "the host code did not copy the strided input"
+
+
+def test_turbo_quant_matrix_covers_the_issue():
+    for dispatch in ("turbo_quantize", "turbo_dequantize"):
+        cs = [c for c in QCASES if c.dispatch == dispatch]
+        assert {(c.mode, c.dtype, c.D) for c in cs} >= {
+            (m, t, d)
+            for m in ("turbo3", "turbo4")
+            for t in C.DTYPES
+            for d in (32, 64, 96, 128, 192, 256)
+        }
+        assert any(c.rows % 2 for c in cs) and any(c.rows == 1 for c in cs)
+        assert {c.layout for c in cs} >= {"contiguous", "transposed"}
+        assert any("sg_greedy" in c.schedules for c in cs)
+    # Zero vectors and large values in every mode and dtype.
+    big = [c for c in QCASES if c.dispatch == "turbo_quantize" and c.rows >= 7]
+    assert {(c.mode, c.dtype) for c in big} == {
+        (m, t) for m in ("turbo3", "turbo4") for t in C.DTYPES
+    }
+    x = C._quant_input(big[0])
+    assert not x[0].any() and np.abs(x).max() >= 60000 * (1 - 1e-6)
+
+
+def test_tie_detection_flags_only_coordinates_at_a_boundary():
+    """Ties are coordinates within the rounding of the norm of a boundary:
+    a coordinate exactly at one is, one a little off is not."""
+    D, bits = 128, 4
+    b = C._boundaries(bits)
+    x = np.full((1, D), 1.0)
+    x[0, 0] = 0  # the norm moves a little with x[0, 1]; solve for it
+    # x * sqrt(D) / ||x|| = b[9] exactly for x[0, 1] = t: t^2 * D =
+    # b^2 * (t^2 + D - 2)
+    t = b[9] * np.sqrt((D - 2) / (D - b[9] ** 2))
+    for value, tie in ((t, True), (t * (1 + 1e-4), False)):
+        x[0, 1] = value
+        u = x * np.sqrt(D) / np.linalg.norm(x)
+        near = np.abs(u[0, 1] - b[9]) <= C.tie_window(D) * b[9]
+        assert near == tie
 
 
 def test_the_matrix_covers_the_issue():
@@ -244,6 +310,64 @@ def test_a_broken_kernel_fails(tmp_path, mutant):
     tree = copy_tree(tmp_path)
     edit(tree / name, text, replacement)
     p = metal_run_cli("--tree", tree, "--set", "mutants")
+    out = p.stdout + p.stderr
+    assert p.returncode != 0, out
+    assert "out of tolerance or failing" in out and message in out, out
+
+
+# (file, text, replacement, cases (-k), what the run must say)
+QUANT_MUTANTS = {
+    "changed_turbo4_centroid": (
+        f"{KERNELS}/turbo_quant.h",
+        "    -0.942340434f,",
+        "    -0.952340434f,",
+        "turbo4-float32-D128",
+        "BAD turbo_quantize-turbo4-float32-D128",
+    ),
+    "lost_bits_across_words": (
+        f"{KERNELS}/turbo_quantized.h",
+        ": shift > -bits     ? code >> -shift",
+        ": shift > -bits     ? 0",
+        "turbo3-float32-D128",
+        "BAD turbo_quantize-turbo3-float32-D128",
+    ),
+    "zero_vector_unguarded": (
+        f"{KERNELS}/turbo_quantized.h",
+        "float inv_rms = norm_sq > 0",
+        "float inv_rms = norm_sq >= 0",
+        "quantize-turbo4-float16-D128-rows33",
+        "BAD turbo_quantize-turbo4-float16-D128-rows33",
+    ),
+    "norm_summed_in_float16": (
+        f"{KERNELS}/turbo_quantized.h",
+        "    float x = w[i];\n    norm_sq += x * x;",
+        "    T x = w[i];\n    norm_sq += float(x * x);",
+        "quantize-turbo4-float16-D128-rows33",
+        "BAD turbo_quantize-turbo4-float16-D128-rows33",
+    ),
+    "scale_index_off": (
+        f"{KERNELS}/turbo_quantized.h",
+        "float scale = scales[offset / (dim / pack_factor)];",
+        "float scale = scales[offset / dim];",
+        "dequantize-turbo4-float32-D128",
+        "BAD turbo_dequantize-turbo4-float32-D128",
+    ),
+    "strided_input_not_copied": (
+        C.QDISPATCH,
+        "  auto w = ensure_row_contiguous(w_pre, d, s);\n  out.set_data(allocator::malloc(out.nbytes()));\n  scales.set_data(",
+        "  auto w = w_pre;\n  out.set_data(allocator::malloc(out.nbytes()));\n  scales.set_data(",
+        "quantize-turbo4-float16-D64-rows21-transposed",
+        "BAD turbo_quantize-turbo4-float16-D64-rows21-transposed",
+    ),
+}
+
+
+@pytest.mark.parametrize("mutant", QUANT_MUTANTS)
+def test_a_broken_turbo_quant_kernel_fails(tmp_path, mutant):
+    name, text, replacement, select, message = QUANT_MUTANTS[mutant]
+    tree = copy_tree(tmp_path)
+    edit(tree / name, text, replacement)
+    p = metal_run_cli("--tree", tree, "--set", "quantize", "-k", select)
     out = p.stdout + p.stderr
     assert p.returncode != 0, out
     assert "out of tolerance or failing" in out and message in out, out

@@ -417,6 +417,8 @@ def errors(inputs):
 
 def describe(row):
     c = row["case"]
+    if isinstance(c, QuantCase):
+        return describe_quant(row)
     status = "ok " if row["ok"] else "BAD"
     if "error" in row:
         return f"{status} {c.name} [{row['schedule']}]: {row['error']}"
@@ -599,6 +601,8 @@ def describe_tree(tree):
 def report(tree, rows, t_build, total, truncated=()):
     """results/metal_run.md; truncated: the bfloat16 runs again with a shim
     that converts float to bfloat by truncation."""
+    qrows = [r for r in rows if isinstance(r["case"], QuantCase)]
+    rows = [r for r in rows if not isinstance(r["case"], QuantCase)]
     lines = [
         "# Metal kernels executed under a CPU executor of Metal",
         "",
@@ -615,8 +619,10 @@ def report(tree, rows, t_build, total, truncated=()):
         "`mx.fast.scaled_dot_product_attention` for the float controls) on the",
         "same inputs.",
         "",
-        f"{sum(r['ok'] for r in rows)} of {len(rows)} runs within tolerance; "
-        f"build {t_build:.0f} s (0: cached), total {total:.0f} s.",
+        f"{sum(r['ok'] for r in rows + qrows)} of {len(rows + qrows)} runs pass "
+        f"({len(rows)} of quantized SDPA and its controls, {len(qrows)} of "
+        f"TurboQuant quantize and dequantize); build {t_build:.0f} s "
+        f"(0: cached), total {total:.0f} s.",
         "",
         "## Worst error per dtype",
         "",
@@ -685,4 +691,390 @@ def report(tree, rows, t_build, total, truncated=()):
             lines.append(
                 f"| {r['case'].name} | {r['schedule']} | {r['error']} | | | NO |"
             )
+    if qrows:
+        lines += quant_report(qrows)
     return "\n".join(lines) + "\n"
+
+
+# TurboQuant quantize and dequantize ----------------------------------------
+#
+# These kernels are checked against MLX's CPU kernels on the same inputs
+# (mx.quantize / mx.dequantize with stream=mx.cpu), not against a float64
+# reference: the codes must be the CPU kernel's, bit for bit, except at ties
+# (below), and the scales the CPU kernel's up to the rounding of the output
+# dtype. Dequantized values must be the CPU kernel's, bit for bit.
+
+QDISPATCH = "mlx/backend/metal/quantized.cpp"
+QUANT_SOURCE = "turbo_quantized.metal"
+EPS32 = 2.0**-24  # unit roundoff of float32
+
+
+def tie_window(D):
+    """Relative distance to a decision boundary within which a normalized
+    coordinate x * sqrt(D) / ||x|| is a tie: its float32 value depends on
+    the order in which the D squares of the norm are summed. Any order of
+    a float32 sum of D terms of one sign is within (D - 1) * eps of the
+    exact sum (Higham's gamma); the square root halves that, and the
+    division, reciprocal, square root and product add a few roundings."""
+    return (D + 4) * EPS32
+
+
+def scale_tolerance(D):
+    """Relative difference allowed between two float32 scales <x, c> / <c, c>
+    summed in different orders: every x_i * c_i has the sign of x_i * x_i
+    (a code's centroid has the sign of its coordinate), so both sums are
+    of terms of one sign, each within gamma_D of exact, and each quotient
+    within (2D + 1) eps of exact: two of them differ by (4D + 2) eps."""
+    return (4 * D + 8) * EPS32
+
+
+def ulp(v, dtype):
+    """The spacing of dtype's values at |v| (float64 array in, out)."""
+    a = np.abs(np.asarray(v, np.float64))
+    if dtype == "float32":
+        return np.spacing(a.astype(np.float32)).astype(np.float64)
+    if dtype == "float16":
+        return np.spacing(a.astype(np.float16)).astype(np.float64)
+    e = np.floor(np.log2(np.where(a > 0, a, 1.0)))
+    return np.where(a > 0, 2.0 ** (np.maximum(e, -126) - 7), 2.0**-133)
+
+
+@dataclass(frozen=True)
+class QuantCase:
+    mode: str = "turbo4"
+    dtype: str = "float32"
+    D: int = 128
+    rows: int = 37
+    dispatch: str = "turbo_quantize"  # or "turbo_dequantize"
+    # "transposed": the input is an (L, 3, D) array seen as (3, L, D), as a
+    # (B, L, H, D) cache is quantized per head; MLX copies it first.
+    layout: str = "contiguous"
+    seed: int = 0
+    schedules: tuple = ("rr",)
+
+    @property
+    def bits(self):
+        return int(self.mode[-1])
+
+    @property
+    def name(self):
+        parts = [self.dispatch, self.mode, self.dtype, f"D{self.D}", f"rows{self.rows}"]
+        if self.layout != "contiguous":
+            parts.append(self.layout)
+        return "-".join(parts)
+
+
+@dataclass
+class QuantInputs:
+    case: QuantCase
+    host_args: dict
+    x: np.ndarray  # the logical input (float64) of quantize
+    cpu: list  # the CPU kernel's outputs, as numpy (bfloat16 as uint16)
+    outs: list  # the buffers the Metal kernel writes, in the same order
+    copied: dict = field(
+        default_factory=dict
+    )  # host arrays ensure_row_contiguous copied
+
+    def temporaries(self, name, ns):
+        return None
+
+    def reset(self):
+        for o in self.outs:
+            o[...] = _garbage(o.shape, o.dtype)
+
+
+def _quant_input(c):
+    """rows x D values: normal, and from 7 rows on with a zero vector, large
+    values (3000 sigma, and up to 60000, near float16's largest), a one-hot
+    and a constant vector among them."""
+    rng = np.random.default_rng(c.seed)
+    x = rng.standard_normal((c.rows, c.D)).astype(np.float32)
+    special = [
+        np.zeros(c.D, np.float32),
+        x[min(1, c.rows - 1)] * 3000,
+        x[min(2, c.rows - 1)] * (60000 / np.abs(x[min(2, c.rows - 1)]).max()),
+        np.eye(1, c.D, c.D // 3, dtype=np.float32)[0] * -7,
+        np.full(c.D, -0.5, np.float32),
+    ]
+    for i, row in enumerate(special if c.rows >= 7 else []):
+        x[i] = row
+    return x
+
+
+def _layout(a, c):
+    """An mlx array of the case's logical shape in its layout, and the
+    numpy view of the same bytes with the same strides."""
+    if c.layout == "contiguous":
+        return a, _np(a)
+    assert c.layout == "transposed" and c.rows % 3 == 0
+    stored = mx.contiguous(a.reshape(3, c.rows // 3, -1).transpose(1, 0, 2))
+    return stored.transpose(1, 0, 2), _np(stored).transpose(1, 0, 2)
+
+
+def prepare_quant(c):
+    dt = getattr(mx, c.dtype)
+    x = mx.array(_quant_input(c)).astype(dt)
+    shape = (3, c.rows // 3) if c.layout == "transposed" else (c.rows,)
+
+    def arr(a, dtype):
+        return host.Arr(a, CXX_DTYPE[dtype])
+
+    if c.dispatch == "turbo_quantize":
+        xl, view = _layout(x, c)
+        cpu = [_np(a) for a in mx.quantize(xl, mode=c.mode, stream=mx.cpu)]
+        out = _garbage(shape + (c.D * c.bits // 32,), np.uint32)
+        scales = _garbage(shape + (1,), _np(x).dtype)
+        args = {
+            "w_pre": arr(view, c.dtype),
+            "out": arr(out, "uint32"),
+            "scales": arr(scales, c.dtype),
+            "bits": c.bits,
+            "s": None,
+        }
+        outs = [out, scales]
+    else:
+        packed, sc = mx.quantize(x, mode=c.mode, stream=mx.cpu)
+        pl, pview = _layout(packed, c)
+        sl, sview = _layout(sc, c)
+        cpu = [_np(mx.dequantize(pl, sl, mode=c.mode, stream=mx.cpu))]
+        out = _garbage(shape + (c.D,), _np(x).dtype)
+        args = {
+            "w_pre": arr(pview, "uint32"),
+            "scales_pre": arr(sview, c.dtype),
+            "out": arr(out, c.dtype),
+            "bits": c.bits,
+            "s": None,
+        }
+        outs = [out]
+    xf = _f64(_np(x), c.dtype).reshape(shape + (c.D,))
+    return QuantInputs(c, args, xf, cpu, outs)
+
+
+def quant_helpers(tree, inputs):
+    """What the TurboQuant dispatch functions call besides their parameters.
+    ensure_row_contiguous copies as MLX does (its copy kernel is upstream's
+    and is not executed here) and records that it did."""
+
+    def ensure_row_contiguous(x, d, s):
+        if x.flags().row_contiguous:
+            return x
+        inputs.copied[len(inputs.copied)] = x.data.shape
+        return host.Arr(np.ascontiguousarray(x.data), x.dtype())
+
+    return {
+        "ensure_row_contiguous": ensure_row_contiguous,
+        "get_type_string": _switch(
+            tree, "mlx/backend/common/compiled.cpp", "get_type_string"
+        ),
+        "std": type("std", (), {"to_string": staticmethod(str)}),
+    }
+
+
+def _boundaries(bits):
+    c = turbo_codebook(bits)
+    return (c[:-1] + c[1:]) / 2
+
+
+def check_quant(inputs):
+    """The comparison with the CPU kernel; a row of the results."""
+    c = inputs.case
+    if c.dispatch == "turbo_dequantize":
+        got, ref = inputs.outs[0], inputs.cpu[0]
+        differ = int(
+            (got.view(np.uint8) != ref.view(np.uint8))
+            .reshape(got.size, -1)
+            .any(-1)
+            .sum()
+        )
+        return {"ok": differ == 0, "values_differ": differ, "values": got.size}
+
+    D, bits = c.D, c.bits
+    x = inputs.x.reshape(-1, D)
+    got = unpack(inputs.outs[0].reshape(-1, D * bits // 32), bits, D)
+    ref = unpack(inputs.cpu[0].reshape(-1, D * bits // 32), bits, D)
+    # Ties: coordinates within rounding of a boundary (not 0, which only the
+    # sign of x decides).
+    norm = np.sqrt((x * x).sum(-1, keepdims=True))
+    u = np.where(norm > 0, x * np.sqrt(D) / np.where(norm > 0, norm, 1), 0)
+    b = _boundaries(bits)
+    b = b[b != 0]
+    near = (np.abs(u[..., None] - b) <= tie_window(D) * np.abs(b)).any(-1)
+    differ = got != ref
+    bad_codes = differ & ~(near & (np.abs(got - ref) == 1))
+
+    s_got = _f64(inputs.outs[1], c.dtype).reshape(-1)
+    s_cpu = _f64(inputs.cpu[1], c.dtype).reshape(-1)
+    # Where a tie went the other way, the scale that is least-squares
+    # optimal for the codes chosen (float64) is the reference.
+    cents = turbo_codebook(bits)[got]
+    ls = (x * cents).sum(-1) / (cents * cents).sum(-1)
+    rows_differ = differ.any(-1)
+    s_ref = np.where(rows_differ, ls, s_cpu)
+    tol = np.where(
+        rows_differ,
+        scale_tolerance(D) * np.abs(s_ref) + ulp(s_ref, c.dtype),
+        (
+            scale_tolerance(D) * np.abs(s_ref)
+            if c.dtype == "float32"
+            else ulp(s_ref, c.dtype)
+        ),
+    )
+    with np.errstate(invalid="ignore"):
+        s_err = np.abs(s_got - s_ref)
+        bad_scales = ~(s_err <= tol)  # NaN is bad
+    zero = norm[:, 0] == 0
+    zero_ok = bool((s_got[zero] == 0).all())
+    rel = np.where(s_ref != 0, s_err / np.where(s_ref != 0, np.abs(s_ref), 1), s_err)
+    return {
+        "ok": not bad_codes.any() and not bad_scales.any() and zero_ok,
+        "codes": got.size,
+        "codes_differ": int(differ.sum()),
+        "codes_bad": int(bad_codes.sum()),
+        "ties": int(near.sum()),
+        "scales": s_got.size,
+        "scales_equal": int((s_got == s_cpu).sum()),
+        "scales_bad": int(bad_scales.sum()),
+        "scale_rel": float(np.nanmax(rel)) if rel.size else 0.0,
+        "zero_rows": int(zero.sum()),
+        "zero_ok": zero_ok,
+        "nan": int(np.isnan(s_got).sum()),
+    }
+
+
+def describe_quant(row):
+    c = row["case"]
+    status = "ok " if row["ok"] else "BAD"
+    head = f"{status} {c.name} [{row['schedule']}]"
+    if "error" in row:
+        return f"{head}: {row['error']}"
+    copied = " (input copied by the host code)" if row.get("copied") else ""
+    if c.dispatch == "turbo_dequantize":
+        return (
+            f"{head}: {row['values'] - row['values_differ']} of {row['values']} "
+            f"values equal to the CPU kernel's{copied} ({row['seconds']:.2f} s)"
+        )
+    return (
+        f"{head}: codes {row['codes'] - row['codes_differ']}/{row['codes']} equal "
+        f"({row['codes_differ']} differ, {row['codes_bad']} not at a tie; "
+        f"{row['ties']} ties), scales {row['scales_equal']}/{row['scales']} equal, "
+        f"{row['scales_bad']} beyond rounding (max rel {row['scale_rel']:.1e}), "
+        f"zero vectors {'scale 0' if row['zero_ok'] else 'BAD'}{copied} "
+        f"({row['seconds']:.2f} s)"
+    )
+
+
+def quant_cases():
+    """Every mode x dtype x head dimension (multiples of 32, powers of two
+    and not), odd row counts, and non-contiguous inputs, for both kernels."""
+    out = []
+    dims = (32, 64, 96, 128, 192, 256, 320)
+    rows = (37, 5, 9, 33, 13, 1, 7)
+    for i, (mode, dtype, D) in enumerate(
+        itertools.product(("turbo3", "turbo4"), DTYPES, dims)
+    ):
+        r = rows[i % len(rows)]
+        for dispatch in ("turbo_quantize", "turbo_dequantize"):
+            out.append(QuantCase(mode, dtype, D, r, dispatch, seed=D + i))
+    for i, (mode, dtype) in enumerate(itertools.product(("turbo3", "turbo4"), DTYPES)):
+        for dispatch in ("turbo_quantize", "turbo_dequantize"):
+            out.append(
+                QuantCase(
+                    mode,
+                    dtype,
+                    (128, 64, 96)[i % 3],
+                    21,
+                    dispatch,
+                    "transposed",
+                    seed=100 + i,
+                )
+            )
+    # Many vectors, under both schedules (a SIMD group racing ahead of the
+    # others in its threadgroup must not matter: they share nothing).
+    out += [
+        QuantCase("turbo4", "float16", 128, 203, schedules=("rr", "sg_greedy")),
+        QuantCase("turbo3", "bfloat16", 256, 99, schedules=("rr", "sg_greedy")),
+        QuantCase(
+            "turbo4",
+            "float32",
+            128,
+            203,
+            "turbo_dequantize",
+            schedules=("rr", "sg_greedy"),
+        ),
+    ]
+    return out
+
+
+SETS["quantize"] = quant_cases
+SETS["sdpa"] = SETS["all"]
+SETS["all"] = lambda: SETS["sdpa"]() + quant_cases()
+
+
+def quant_report(rows):
+    """The TurboQuant quantize and dequantize section of the results."""
+    q = [r for r in rows if r["case"].dispatch == "turbo_quantize" and "codes" in r]
+    d = [r for r in rows if r["case"].dispatch == "turbo_dequantize" and "values" in r]
+
+    def total(rs, k):
+        return sum(r[k] for r in rs)
+
+    lines = [
+        "",
+        "## TurboQuant quantize and dequantize against the CPU kernels",
+        "",
+        "The `turbo_quantize` and `turbo_dequantize` kernels of",
+        "`turbo_quantized.metal`, dispatched as `mlx/backend/metal/quantized.cpp`",
+        "dispatches them, on the inputs given to MLX's CPU kernels",
+        "(`mx.quantize` / `mx.dequantize`, `stream=mx.cpu`). Codes must be the",
+        "CPU kernel's except at ties: a coordinate whose x * sqrt(D) / ||x||",
+        "(float64) lies within (D + 4) * 2^-24 (relative) of a decision",
+        "boundary other than 0, where the order in which a float32 norm is",
+        "summed decides the code; there the two codes must be neighbours.",
+        "Scales must equal the CPU kernel's up to one unit in the last place",
+        "of the dtype (float32: (4D + 8) * 2^-24 relative); where a tie went",
+        "the other way, the float64 least-squares scale of the chosen codes",
+        "is the reference. Zero vectors must get scale 0. Dequantized values",
+        "must be the CPU kernel's bit for bit. Inputs hold a zero vector,",
+        "large values (3000 sigma; up to 60000), a one-hot and a constant vector.",
+        "",
+        f"- quantize: {sum(r['ok'] for r in q)} of {len(q)} runs pass; "
+        f"{total(q, 'codes') - total(q, 'codes_differ')} of {total(q, 'codes')} "
+        f"codes equal to the CPU kernel's, {total(q, 'codes_differ')} differ "
+        f"({total(q, 'codes_bad')} not at a tie; {total(q, 'ties')} coordinates "
+        f"are ties); {total(q, 'scales_equal')} of {total(q, 'scales')} scales "
+        f"equal, {total(q, 'scales_bad')} beyond rounding; "
+        f"{total(q, 'nan')} NaN.",
+        "- scales equal to the CPU kernel's, by dtype: "
+        + ", ".join(
+            f"{t} {total(rs, 'scales_equal')} of {total(rs, 'scales')}"
+            for t in DTYPES
+            for rs in [[r for r in q if r["case"].dtype == t]]
+        )
+        + " (the others within rounding: float32 sums in another order differ "
+        "in the last bits; float16 and bfloat16 at most one unit in the last "
+        "place).",
+        f"- dequantize: {sum(r['ok'] for r in d)} of {len(d)} runs pass; "
+        f"{total(d, 'values') - total(d, 'values_differ')} of {total(d, 'values')} "
+        "values equal to the CPU kernel's.",
+        "",
+        "| case | schedule | codes differ / ties | scales equal | max scale rel. diff | copied | s | ok |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        name = f"| {r['case'].name} | {r['schedule']} "
+        if "error" in r:
+            lines.append(f"{name}| {r['error']} | | | | | NO |")
+        elif "codes" in r:
+            lines.append(
+                f"{name}| {r['codes_differ']} / {r['ties']} | "
+                f"{r['scales_equal']}/{r['scales']} | {r['scale_rel']:.1e} | "
+                f"{'yes' if r['copied'] else ''} | {r['seconds']:.2f} | "
+                f"{'yes' if r['ok'] else 'NO'} |"
+            )
+        else:
+            lines.append(
+                f"{name}| {r['values_differ']} of {r['values']} values differ | | | "
+                f"{'yes' if r['copied'] else ''} | {r['seconds']:.2f} | "
+                f"{'yes' if r['ok'] else 'NO'} |"
+            )
+    return lines

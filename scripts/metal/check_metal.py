@@ -64,12 +64,34 @@ def include_closure(tree, kernel):
     return seen
 
 
+def _tree_git(tree):
+    """git in the checked tree when it is a checkout of MLX that has the
+    series' base (a worktree of mlx/, say), else in mlx/."""
+    top = subprocess.run(
+        ["git", "-C", str(tree), "rev-parse", "--show-toplevel"],
+        capture_output=True,
+        text=True,
+    )
+    if top.returncode == 0 and Path(top.stdout.strip()).resolve() == tree.resolve():
+
+        def git(*args):
+            return subprocess.run(
+                ["git", "-C", str(tree), *args], capture_output=True, text=True
+            )
+
+        if git("rev-parse", "-q", "--verify", BASE_REF).returncode == 0:
+            return git
+    return mlx_git
+
+
 def touched_kernels(tree):
     """The .metal files of the tree whose include closure has a file that the
-    series changes in mlx/ (whichever tree is checked)."""
-    if mlx_git("rev-parse", "-q", "--verify", BASE_REF).returncode != 0:
+    series changes: in the tree when it is a checkout of MLX with the
+    series' base (a worktree of mlx/), else in mlx/."""
+    git = _tree_git(tree)
+    if git("rev-parse", "-q", "--verify", BASE_REF).returncode != 0:
         die(f"mlx/ has no {BASE_REF}: run 'make apply' first")
-    p = mlx_git("diff", "--name-only", BASE_REF, "--", KERNELS)
+    p = git("diff", "--name-only", BASE_REF, "--", KERNELS)
     if p.returncode != 0:
         die(f"git diff in mlx/ failed: {p.stderr.strip()}")
     changed = set(p.stdout.split())

@@ -37,7 +37,7 @@ CTYPES = {
     "char": None,
 }
 _DECL = re.compile(
-    r"^(?:const\s+)?("
+    r"^(?:constexpr\s+|const\s+)?("
     + "|".join(CTYPES)
     + r"|auto\s*&?|std::string)\s+(\w+)\s*=\s*(.*)$",
     re.S,
@@ -51,7 +51,7 @@ _ENCODER = re.compile(
     re.S,
 )
 _DISPATCH = re.compile(r"^compute_encoder\.dispatch_threadgroups\s*\((\w+),\s*(\w+)\)$")
-_KNAME = re.compile(r"^kname\s*(\+?=)\s*(.*)$", re.S)
+_KNAME = re.compile(r"^(?:std::string\s+)?kname\s*(\+?=)\s*(.*)$", re.S)
 _LAUNCH_STATEMENTS = (_SIZE_DECL, _SIZE_ASSIGN, _FC_LIST, _ENCODER, _DISPATCH, _KNAME)
 _ASSIGN = re.compile(r"^(\w+)\s*=\s*(.*)$", re.S)
 
@@ -252,6 +252,9 @@ class Arr:
 
     def ndim(self):
         return self.data.ndim
+
+    def size(self):
+        return self.data.size
 
     def flags(self):
         c = self.data.flags.c_contiguous
