@@ -109,7 +109,9 @@ def test_centering_is_exact_for_attention():
     v = mx.random.normal((1, 2, 20, 64), key=k3)
     q = mx.random.normal((1, 4, 3, 64), key=k4)
     a = mx.fast.scaled_dot_product_attention(q, k, v, scale=0.125)
-    b = mx.fast.scaled_dot_product_attention(q, k - k.mean(axis=2, keepdims=True), v, scale=0.125)
+    b = mx.fast.scaled_dot_product_attention(
+        q, k - k.mean(axis=2, keepdims=True), v, scale=0.125
+    )
     assert mx.allclose(a, b, atol=1e-4)
 
 

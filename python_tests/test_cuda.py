@@ -161,7 +161,15 @@ def codes(packed, bits):
         (mode, dtype, dim, rows)
         for mode in ("turbo3", "turbo4")
         for dtype in (mx.float32, mx.float16, mx.bfloat16)
-        for dim, rows in ((64, 7), (128, 1001), (256, 33), (96, 5))
+        for dim, rows in (
+            (32, 9),
+            (64, 7),
+            (96, 5),
+            (128, 1001),
+            (192, 17),
+            (256, 33),
+            (512, 3),  # no register kernel: one warp per vector
+        )
     ],
 )
 def test_turbo_quantize_kernels_match_the_cpu(mode, dtype, dim, rows):
@@ -169,12 +177,15 @@ def test_turbo_quantize_kernels_match_the_cpu(mode, dtype, dim, rows):
     x = mx.random.normal((rows, dim), key=mx.random.key(dim + rows)).astype(dtype)
     x[0] = 0  # a zero vector: scale 0, no NaN
     x[1] = x[1] * 3000  # large float16 values: the norm is taken in float32
+    x[2, :4] = 0.0  # zero coordinates take the code below 0, as on the CPU
+    x[2, 4:8] = -0.0
     (gq, gs), (cq, cs) = quantize_both(x, mode)
     assert gq.dtype == mx.uint32 and gs.dtype == dtype and gs.shape == (rows, 1)
     # The codes agree except where a coordinate lies within rounding of a
     # boundary (the GPU sums the norm in another order).
     differ = (codes(gq, bits) != codes(cq, bits)).mean()
     assert differ < 1e-3, differ
+    assert (codes(gq, bits)[2, :8] == codes(cq, bits)[2, :8]).all()
     assert mx.allclose(gs, cs, rtol=2e-3, atol=0).item()
     assert gs[0].item() == 0 and not mx.isnan(gs).any().item()
     # Dequantizing on the GPU gives the CPU kernel's values, in the dtype.

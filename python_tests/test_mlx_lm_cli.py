@@ -75,7 +75,9 @@ def test_prompt_cache_round_trip(model_dir, tmp_path):
     for a, b in zip(cache, loaded):
         assert a.meta_state == b.meta_state
         for x, y in zip(a.state, b.state):
-            for u, v in zip(x if isinstance(x, list) else [x], y if isinstance(y, list) else [y]):  # fmt: skip
+            xs = x if isinstance(x, list) else [x]
+            ys = y if isinstance(y, list) else [y]
+            for u, v in zip(xs, ys):
                 assert mx.array_equal(u, v)
 
     # Continued from the file by the command line, and from memory
