@@ -10,6 +10,7 @@
 #   make check      lint the series (applies, messages, whitespace, formatting,
 #                   codebooks) and type-check its Metal code (make check-metal)
 #   make check-bisect   build the series patch by patch (slow)
+#   make check-upstream the base and the MLX series on upstream's newest main
 #   make wheel      patched mlx and mlx-lm wheels in dist/
 #   make bench-speed, bench-quality, bench-model   benchmarks, in results/
 #   make clean      remove build outputs (keeps .venv and the series in mlx/)
@@ -19,7 +20,7 @@ H := python3 scripts/harness
 S := scripts
 
 .PHONY: all deps submodule apply build wheel test export check check-metal \
-	check-bisect \
+	check-bisect check-upstream \
 	bench-speed bench-quality bench-model clean
 
 all: deps
@@ -59,6 +60,9 @@ check-metal: deps
 
 check-bisect: deps
 	$(H) check-bisect
+
+check-upstream:
+	$(H) check-upstream
 
 bench-speed: all
 	.venv/bin/python $(S)/bench_speed.py

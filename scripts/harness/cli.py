@@ -16,6 +16,7 @@ STEPS = {
     "test": "run this project's tests and upstream's suite",
     "check": "lint the series",
     "check_bisect": "build the series patch by patch",
+    "check_upstream": "try the base and the series on upstream's newest main",
     "wheel": "a wheel of the tested build in dist/",
     "cuda_deps": "the CUDA backend's sources, for an offline build",
     "clean": "remove the build outputs",
