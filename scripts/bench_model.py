@@ -82,11 +82,30 @@ ORDER = [
     "turbo4-norot",
     "k8v4",
     "k4v3",
+    "budget3.5",
+    "budget4.25",
 ]
+
+
+# Per-layer formats of the "budgetB" caches (mlx_lm.generate --kv-budget B),
+# chosen from the layers' sensitivity, measured once per run (see main).
+LAYER_FORMATS = {}
+
+
+def budget_of(name):
+    """3.5 for "budget3.5", None for the other caches."""
+    if not name.startswith("budget"):
+        return None
+    try:
+        return float(name[len("budget") :])
+    except ValueError:
+        raise ValueError(f"unknown cache {name!r}: budgetB takes a number")
 
 
 def parse_cache_name(name):
     """(base name, first N tokens for the key mean or None)."""
+    if budget_of(name) is not None:
+        return name, None
     base, _, tokens = name.partition("@")
     if base not in CACHES or (tokens and not tokens.isdigit()):
         raise ValueError(f"unknown cache {name!r}; choose from {', '.join(CACHES)}")
@@ -96,6 +115,8 @@ def parse_cache_name(name):
 def flags(name):
     """The mlx_lm.generate options of a cache, and its extra arguments."""
     base, tokens = parse_cache_name(name)
+    if budget_of(name) is not None:
+        return f"--kv-budget {budget_of(name):g}"
     text = " ".join(CACHES[base]) or "(none)"
     if base == "float32":
         text += ", float32 model"
@@ -125,8 +146,17 @@ def make_cache(model, name):
     from mlx_lm.generate import resolve_kv_calibrate, setup_arg_parser
 
     base, tokens = parse_cache_name(name)
-    args = setup_arg_parser().parse_args(CACHES[base])
     cache = make_prompt_cache(model)
+    if budget_of(name) is not None:
+        maybe_quantize_kv_cache(
+            cache,
+            quantized_kv_start=0,
+            kv_group_size=64,
+            kv_bits=None,
+            kv_layer_formats=LAYER_FORMATS[name],
+        )
+        return [float16_inputs(c) for c in cache]
+    args = setup_arg_parser().parse_args(CACHES[base])
     maybe_quantize_kv_cache(
         cache,
         quantized_kv_start=0,
@@ -197,7 +227,11 @@ def measure(model, name, ids, chunk, decode, reference=None):
             agree.append(mx.argmax(ref, axis=-1) == mx.argmax(lp, axis=-1))
             mx.eval(kl[-1], agree[-1])
         start += lp.shape[0]
+    means = sum(
+        c.key_mean.nbytes for c in cache if getattr(c, "key_mean", None) is not None
+    )
     row = {
+        "mean_bytes": means,
         "ppl": float(np.exp(mx.concatenate(nll).mean().item())),
         "kl": mx.concatenate(kl).mean().item() if kl else 0.0,
         "top1": mx.concatenate(agree).mean().item() if agree else 1.0,
@@ -264,17 +298,46 @@ def write_markdown(path, rows, args, n_tokens, description, weight_bytes, sample
     for p in paragraphs:
         lines += [textwrap.fill(p, width=72), ""]
     lines += [
-        "| cache | mlx_lm options | bits/elt | bytes/token | vs float16 | ppl "
-        "| KL | top-1 | decode tok/s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| cache | mlx_lm options | bits/elt | all-in | bytes/token | vs float16 "
+        "| ppl | KL | top-1 | decode tok/s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in rows.items():
         bits = 8 * r["bytes"] / (2 * r["elements"])
+        all_in = 8 * (r["bytes"] * n_tokens + r["mean_bytes"]) / n_tokens
+        all_in /= 2 * r["elements"]
         lines.append(
-            f"| {name} | {flags(name)} | {bits:.3g} "
+            f"| {name} | {flags(name)} | {bits:.3g} | {all_in:.3g} "
             f"| {r['bytes']} | {ref['bytes'] / r['bytes']:.2f}x | {r['ppl']:.2f} "
             f"| {r['kl']:.4f} | {r['top1']:.3f} | {1 / r['s_per_token']:.1f} |"
         )
+    if LAYER_FORMATS:
+        cal = LAYER_FORMATS["_calibration"]
+        lines += [
+            "",
+            "## Per-layer formats (--kv-budget)",
+            "",
+            textwrap.fill(
+                "Chosen by mlx_lm.kv_budget: the next-token KL against the float "
+                "cache with only one layer's keys (or values) quantized, for "
+                f"every layer, side and format ({', '.join(cal['formats'])}), "
+                f"measured once on {cal['tokens']} tokens ({cal['text']}, not "
+                "the measured text), then the key and value formats per layer "
+                "with the smallest summed KL within the budget (exact knapsack). "
+                f"Calibration took {cal['seconds']:.0f} s on this machine "
+                f"({cal['passes']} forward passes). Sum of the single-layer KLs "
+                "of the choice: "
+                + ", ".join(f"{b}: {v:.4f}" for b, v in cal["predicted"].items())
+                + ".",
+                width=72,
+            ),
+            "",
+            "| cache | layers: keys/values |",
+            "|---|---|",
+        ]
+        for name, formats in LAYER_FORMATS.items():
+            if name.startswith("budget") and name in rows:
+                lines.append(f"| {name} | {describe_formats(formats)} |")
     if samples:
         lines += [
             "",
@@ -295,6 +358,58 @@ def write_markdown(path, rows, args, n_tokens, description, weight_bytes, sample
             shown = text.replace("|", "\\|").replace("\n", "\\n")
             lines.append(f"| {name} | {same} tokens | {shown} |")
     path.write_text("\n".join(lines) + "\n")
+
+
+def describe_formats(formats):
+    """[(k, v), ...] -> "0-3 turbo4/turbo3, 4 affine8/turbo4, ..."."""
+    runs = []
+    for i, pair in enumerate(formats):
+        if runs and runs[-1][2] == pair:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i, pair])
+    return ", ".join(
+        f"{a}{'' if a == b else f'-{b}'} {p[0]}/{p[1]}" for a, b, p in runs
+    )
+
+
+def calibrate_budgets(model, ids, budgets, args):
+    """Measure the layers' sensitivity once (or load it from --sensitivity)
+    on the last --calibration-tokens tokens of the text, and choose the
+    formats of every budget."""
+    import json
+
+    from mlx_lm import kv_budget
+
+    path = args.sensitivity
+    if path and path.exists():
+        saved = json.loads(path.read_text())
+        s = {k: np.array(v) if k in ("keys", "values") else v for k, v in saved.items()}
+        s["head_dims"] = [tuple(d) for d in s["head_dims"]]
+    else:
+        tokens = ids[-args.calibration_tokens :]
+        s = kv_budget.measure_sensitivity(model, tokens, dtype=mx.float16)
+        s["tokens"] = len(tokens)
+        if path:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            saved = {k: v.tolist() if hasattr(v, "tolist") else v for k, v in s.items()}
+            path.write_text(json.dumps(saved, indent=1) + "\n")
+    predicted = {}
+    for b in budgets:
+        formats = kv_budget.choose_layer_formats(s, b)
+        LAYER_FORMATS[f"budget{b:g}"] = formats
+        predicted[f"{b:g}"] = sum(
+            s["keys"][i][s["formats"].index(k)] + s["values"][i][s["formats"].index(v)]
+            for i, (k, v) in enumerate(formats)
+        )
+    LAYER_FORMATS["_calibration"] = {
+        "formats": s["formats"],
+        "tokens": s["tokens"],
+        "text": f"the last {s['tokens']} tokens of {args.text.name}",
+        "seconds": s["seconds"],
+        "passes": 1 + 2 * len(s["elements"]) * len(s["formats"]),
+        "predicted": predicted,
+    }
 
 
 def generate(model, tokenizer, name, prompt, max_tokens):
@@ -333,7 +448,21 @@ def main():
         nargs="+",
         default=ORDER,
         help=f"from {', '.join(CACHES)}; NAME@N takes the key mean from the "
-        "first N tokens only",
+        "first N tokens only; budgetB (e.g. budget3.5) has per-layer formats "
+        "within B bits per element (mlx_lm.generate --kv-budget B)",
+    )
+    parser.add_argument(
+        "--calibration-tokens",
+        type=int,
+        default=128,
+        help="budgetB caches: measure the layers' sensitivity on the last N "
+        "tokens of the text (not among the measured first --tokens)",
+    )
+    parser.add_argument(
+        "--sensitivity",
+        type=Path,
+        help="budgetB caches: a JSON file to load the layers' sensitivity from, "
+        "or to save it to if it does not exist",
     )
     parser.add_argument("--generate", metavar="PROMPT")
     parser.add_argument("--generate-tokens", type=int, default=50)
@@ -343,7 +472,13 @@ def main():
     model, tokenizer = gguf_models.load(args.model)
     description, dim = describe(args.model, model)
     elements = len(model.layers) * model.args.num_key_value_heads * dim
-    ids = tokenizer.encode(args.text.read_text())[: args.tokens]
+    all_ids = tokenizer.encode(args.text.read_text())
+    ids = all_ids[: args.tokens]
+    budgets = [budget_of(c) for c in caches if budget_of(c) is not None]
+    if budgets:
+        if len(all_ids) < args.tokens + args.calibration_tokens:
+            raise ValueError("the text is too short to calibrate on other tokens")
+        calibrate_budgets(model, all_ids, budgets, args)
     rows, samples, reference = {}, {}, None
     for name in caches:
         tic = time.perf_counter()
