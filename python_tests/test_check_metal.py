@@ -9,6 +9,7 @@ from conftest import ROOT, pinned_base, run
 
 CHECK = ROOT / "scripts" / "metal" / "check_metal.py"
 KERNELS = "mlx/backend/metal/kernels"
+CODEBOOKS = "mlx/backend/common/turbo_codebooks.h"
 SDPA = "scaled_dot_product_attention.metal"
 # At least these include a file that the series changes.
 TOUCHED = {"fp_quantized.metal", "quantized.metal", SDPA}
@@ -29,11 +30,11 @@ SEEDS = {
     ),
     "misspelled_config_member": (
         "quantized_utils.h",
-        "struct QuantConfig<QuantMode::TurboQuant3> {\n"
+        "struct QuantConfig<QuantMode::Turbo3> {\n"
         "  static constant constexpr bool has_bias = false;",
-        "struct QuantConfig<QuantMode::TurboQuant3> {\n"
+        "struct QuantConfig<QuantMode::Turbo3> {\n"
         "  static constant constexpr bool has_bais = false;",
-        "no member named 'has_bias' in 'QuantConfig<QuantMode::TurboQuant3>'",
+        "no member named 'has_bias' in 'QuantConfig<QuantMode::Turbo3>'",
     ),
     "codebook_outside_constant": (
         "turbo_quant.h",
@@ -48,11 +49,11 @@ SEEDS = {
         "    return OutT(codebook[v]);",
         "cannot initialize a variable of type 'const __global float *",
     ),
-    # Only instantiating quant_sdpa_vector_2pass_1 for TurboQuant3 reaches it.
+    # Only instantiating quant_sdpa_vector_2pass_1 for Turbo3 reaches it.
     "unsupported_bits_in_dispatch": (
         "sdpa_vector.h",
-        "QUANT_SDPA_DISPATCH(TurboQuant3, D, 3)",
-        "QUANT_SDPA_DISPATCH(TurboQuant3, D, 5)",
+        "QUANT_SDPA_DISPATCH(Turbo3, D, 3)",
+        "QUANT_SDPA_DISPATCH(Turbo3, D, 5)",
         "unsupported quant bits",
     ),
 }
@@ -95,6 +96,8 @@ def test_passes_on_the_base(tmp_path):
 def test_fails_on_a_seeded_mistake(tmp_path, seed):
     name, text, replacement, message = SEEDS[seed]
     shutil.copytree(ROOT / "mlx" / KERNELS, tmp_path / KERNELS)
+    (tmp_path / CODEBOOKS).parent.mkdir(parents=True)
+    shutil.copy(ROOT / "mlx" / CODEBOOKS, tmp_path / CODEBOOKS)
     path = tmp_path / KERNELS / name
     source = path.read_text()
     assert source.count(text) == 1, f"{name} no longer has {text!r} once"

@@ -64,6 +64,8 @@ TREE_FILES = [
     C.QDISPATCH,
     "mlx/backend/common/compiled.cpp",
 ]
+# The codebooks that the C++ and Metal code share (not in the base).
+CODEBOOKS = "mlx/backend/common/turbo_codebooks.h"
 
 
 @pytest.fixture(scope="module")
@@ -236,7 +238,7 @@ def test_host_refuses_what_it_cannot_follow(tmp_path):
 
 def copy_tree(tmp_path):
     tree = tmp_path / "mlx"
-    for f in TREE_FILES:
+    for f in [*TREE_FILES, CODEBOOKS]:
         (tree / f).parent.mkdir(parents=True, exist_ok=True)
         if (MLX / f).is_dir():
             shutil.copytree(MLX / f, tree / f)
@@ -253,10 +255,18 @@ def edit(path, text, replacement):
 
 # (file, text, replacement, what the run must say)
 MUTANTS = {
+    # The codebooks the C++ and Metal code share (the references take theirs
+    # from the solver; the build cache must see the change).
     "changed_turbo4_centroid": (
-        f"{KERNELS}/turbo_quant.h",
-        "    -0.942340434f,",
-        "    -0.952340434f,",
+        CODEBOOKS,
+        "  -0.942340434f, \\",
+        "  -0.952340434f, \\",
+        "BAD quant-turbo4-float32-D128",
+    ),
+    "swapped_turbo4_centroids": (
+        f"{KERNELS}/quantized_utils.h",
+        "return OutT(turbo4_centroids[v]);",
+        "return OutT(turbo4_centroids[v ^ 1]);",
         "BAD quant-turbo4-float32-D128",
     ),
     # Round-robin scheduling hides it; the greedy schedule does not.
@@ -317,10 +327,10 @@ def test_a_broken_kernel_fails(tmp_path, mutant):
 
 # (file, text, replacement, cases (-k), what the run must say)
 QUANT_MUTANTS = {
-    "changed_turbo4_centroid": (
-        f"{KERNELS}/turbo_quant.h",
-        "    -0.942340434f,",
-        "    -0.952340434f,",
+    "moved_turbo4_boundaries": (
+        f"{KERNELS}/turbo_quantized.h",
+        "turbo4_boundaries[i]);",
+        "turbo4_boundaries[i] * 1.01f);",
         "turbo4-float32-D128",
         "BAD turbo_quantize-turbo4-float32-D128",
     ),

@@ -36,8 +36,8 @@ TOLERANCE = {"float32": 5e-6, "float16": 1.5e-3, "bfloat16": 7e-3}
 MODES = {
     "affine": "Affine",
     "mxfp4": "Mxfp4",
-    "turbo3": "TurboQuant3",
-    "turbo4": "TurboQuant4",
+    "turbo3": "Turbo3",
+    "turbo4": "Turbo4",
 }
 E2M1 = np.array([0, 0.5, 1, 1.5, 2, 3, 4, 6, -0.0, -0.5, -1, -1.5, -2, -3, -4, -6])
 # MLX's names of dtypes (C++ enumerators), as the dispatch code compares them.

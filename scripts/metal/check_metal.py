@@ -46,7 +46,7 @@ OPENCL_FEATURES = [
 # MetalPerformancePrimitives, whose matmul2d takes a class-type template
 # argument (C++20; C++ for OpenCL is C++17), and bfloat vectors.
 UNMODELLED = re.compile(r"_nax\.metal$")
-_INCLUDE = re.compile(r'^\s*#\s*include\s*"(' + re.escape(KERNELS) + r'/[^"]*)"')
+_INCLUDE = re.compile(r'^\s*#\s*include\s*"(mlx/[^"]*)"')
 
 
 def include_closure(tree, kernel):
@@ -91,7 +91,7 @@ def touched_kernels(tree):
     git = _tree_git(tree)
     if git("rev-parse", "-q", "--verify", BASE_REF).returncode != 0:
         die(f"mlx/ has no {BASE_REF}: run 'make apply' first")
-    p = git("diff", "--name-only", BASE_REF, "--", KERNELS)
+    p = git("diff", "--name-only", BASE_REF, "--", KERNELS, "mlx/backend/common")
     if p.returncode != 0:
         die(f"git diff in mlx/ failed: {p.stderr.strip()}")
     changed = set(p.stdout.split())

@@ -112,6 +112,8 @@ def _digest(tree, kernels, shim):
     for base in (Path(tree) / msl.KERNELS, shim, RUNTIME):
         for f in sorted(p for p in base.rglob("*") if p.is_file()):
             h.update(str(f.relative_to(base)).encode() + b"\0" + f.read_bytes())
+    for name in msl.outside_headers(tree):
+        h.update(name.encode() + b"\0" + (Path(tree) / name).read_bytes())
     return h.hexdigest()[:16]
 
 

@@ -90,15 +90,40 @@ def rewrite_msl(directory):
         path.write_text("\n".join(lines))
 
 
+# An include of the tree's own files, by their path from its root.
+TREE_INCLUDE = re.compile(r'^\s*#\s*include\s*"(mlx/[^"]*)"', re.M)
+
+
+def outside_headers(tree):
+    """The tree's files outside the kernels that the kernels include,
+    directly or not (the TurboQuant codebooks), by their path from the root."""
+    tree = Path(tree)
+    seen = set()
+    todo = [f for f in (tree / KERNELS).rglob("*") if f.suffix in (".h", ".metal")]
+    while todo:
+        for name in TREE_INCLUDE.findall(todo.pop().read_text()):
+            if name in seen or name.startswith(KERNELS + "/"):
+                continue
+            if (tree / name).is_file():
+                seen.add(name)
+                todo.append(tree / name)
+    return sorted(seen)
+
+
 def copy_kernels(tree, dest):
     """Copy the kernels of an MLX tree under dest (same relative paths) and
-    rewrite them; returns dest."""
-    src = Path(tree) / KERNELS
+    rewrite them, with the headers outside the kernels that they include;
+    returns dest."""
+    tree, dest = Path(tree), Path(dest)
+    src = tree / KERNELS
     if not src.is_dir():
         die(f"{tree} has no {KERNELS}")
-    shutil.copytree(src, Path(dest) / KERNELS)
-    rewrite_msl(Path(dest) / KERNELS)
-    return Path(dest)
+    shutil.copytree(src, dest / KERNELS)
+    for name in outside_headers(tree):
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(tree / name, dest / name)
+    rewrite_msl(dest / KERNELS)
+    return dest
 
 
 def mlx_git(*args):
