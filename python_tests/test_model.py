@@ -19,7 +19,7 @@ from mlx_lm.models.base import scaled_dot_product_attention  # noqa: E402
 from mlx_lm.models.cache import TurboQuantKVCache  # noqa: E402
 
 # 48 tokens of prose from the middle of the benchmark's text: the first 24 in
-# one call (the attention's fallback for long queries), then one at a time
+# one call (the tiled kernel for many queries), then one at a time
 # (the fused decode kernel).
 START, PREFILL, DECODE = 1000, 24, 24
 

@@ -278,8 +278,8 @@ def write_markdown(path, rows, args, n_tokens, description, weight_bytes, sample
         "its keys and values in float16, as a float16 model would. No token is "
         "kept in float16.",
         f"Text: the first {n_tokens} tokens of {args.text.name}, "
-        f"run in chunks of {args.chunk} (the quantized SDPA's fallback for "
-        "more than 8 queries); every token attends over the quantized cache of "
+        f"run in chunks of {args.chunk} (on the CPU, the tiled quantized "
+        "SDPA kernel for more than 8 queries); every token attends over the quantized cache of "
         "the tokens before it and itself. ppl: perplexity. KL: mean "
         "KL(float16 cache || cache) of the next-token distributions, in nats. "
         "top-1: share of positions where both caches predict the same next "
