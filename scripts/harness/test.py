@@ -28,7 +28,11 @@ DESELECT = {
     "test_load.py::TestLoad::test_non_contiguous": "no GGUF: it saves a .gguf too",
 }
 # mlx-lm's tests of the mlx-lm series (its others download models).
-MLX_LM_TESTS = ("tests/test_turboquant_cache.py", "tests/test_turboquant_generate.py")
+MLX_LM_TESTS = (
+    "tests/test_turboquant_cache.py",
+    "tests/test_turboquant_generate.py",
+    "tests/test_kv_budget.py",
+)
 # This project's tests that do not depend on the device: run once.
 DEVICE_FREE = (
     "test_harness.py",
