@@ -68,15 +68,20 @@ TREE_FILES = [
 CODEBOOKS = "mlx/backend/common/turbo_codebooks.h"
 
 
-@pytest.fixture(scope="module")
-def runs():
-    """Every case run once, on mlx/, by case name (a list: one row per
+def run_by_name(cases):
+    """The cases run once on mlx/, by case name (a list: one row per
     schedule)."""
-    rows, _, _ = metal_run.run(MLX, CASES, log=lambda line: None)
+    rows, _, _ = metal_run.run(MLX, cases, log=lambda line: None)
     by_name = {}
     for row in rows:
         by_name.setdefault(row["case"].name, []).append(row)
     return by_name
+
+
+@pytest.fixture(scope="module")
+def runs():
+    """Every attention case."""
+    return run_by_name(CASES)
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
@@ -89,12 +94,8 @@ def test_kernel_matches_float64_reference(runs, case):
 
 @pytest.fixture(scope="module")
 def quant_runs():
-    """The TurboQuant quantize and dequantize cases, run once on mlx/."""
-    rows, _, _ = metal_run.run(MLX, QCASES, log=lambda line: None)
-    by_name = {}
-    for row in rows:
-        by_name.setdefault(row["case"].name, []).append(row)
-    return by_name
+    """The TurboQuant quantize and dequantize cases."""
+    return run_by_name(QCASES)
 
 
 @pytest.mark.parametrize("case", QCASES, ids=lambda c: c.name)

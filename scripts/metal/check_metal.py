@@ -26,6 +26,7 @@ from msl import (
     KERNELS,
     MLX,
     SHIM,
+    TREE_INCLUDE,
     WARNINGS,
     copy_kernels,
     die,
@@ -46,7 +47,6 @@ OPENCL_FEATURES = [
 # MetalPerformancePrimitives, whose matmul2d takes a class-type template
 # argument (C++20; C++ for OpenCL is C++17), and bfloat vectors.
 UNMODELLED = re.compile(r"_nax\.metal$")
-_INCLUDE = re.compile(r'^\s*#\s*include\s*"(mlx/[^"]*)"')
 
 
 def include_closure(tree, kernel):
@@ -57,10 +57,7 @@ def include_closure(tree, kernel):
         if f in seen or not (tree / f).is_file():
             continue
         seen.add(f)
-        for line in (tree / f).read_text().splitlines():
-            m = _INCLUDE.match(line)
-            if m:
-                todo.append(m.group(1))
+        todo += TREE_INCLUDE.findall((tree / f).read_text())
     return seen
 
 
