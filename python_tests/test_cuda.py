@@ -140,6 +140,93 @@ def test_masks_and_sinks_match_float64(pair):
             assert error < tol, f"D={D} {dtype} L_q={L_q} {name}: {error:.2e}"
 
 
+@pytest.mark.parametrize(
+    "pair, dtype",
+    [
+        (("turbo4", "turbo4"), mx.float16),  # tensor cores
+        (("turbo4", "turbo4"), mx.bfloat16),  # tensor cores
+        (("turbo4", "turbo4"), mx.float32),  # CUDA cores
+        (("turbo3", "turbo3"), mx.float16),
+        (("affine4 g64", "affine4 g64"), mx.bfloat16),
+        (("affine8 g32", "turbo4"), mx.float32),
+    ],
+    ids=lambda x: f"{x[0]}/{x[1]}" if isinstance(x, tuple) else str(x).split(".")[-1],
+)
+@pytest.mark.parametrize("L_k", [40, 2000])
+def test_fully_masked_rows_match_the_cpu(pair, dtype, L_k):
+    # A query row whose keys are all masked out gets what the CPU kernel
+    # (and scaled_dot_product_attention) gives it: the mean of its KV head's
+    # values with a boolean mask, NaN with an additive one, 0 with sinks.
+    # 2000 keys are split across thread blocks (chunks of 256 keys or more),
+    # and a row that sees only the last keys has whole chunks masked out.
+    mx.random.seed(2)
+    kf, vf = FORMATS[pair[0]], FORMATS[pair[1]]
+    B, Hq, Hkv, L_q = 2, 8, 2, 3
+    for D in (64, 128, 256):
+        k = mx.random.normal((B, Hkv, L_k, D)).astype(dtype)
+        v = mx.random.normal((B, Hkv, L_k, D)).astype(dtype)
+        q = mx.random.normal((B, Hq, L_q, D)).astype(dtype)
+        k_parts, v_parts = mx.quantize(k, **kf), mx.quantize(v, **vf)
+        keep = mx.random.uniform(shape=(B, Hq, L_q, L_k)) > 0.3
+        keep[0, 1, 0] = False
+        keep[1, 2:4] = False  # every row of two heads of one KV head
+        keep[1, 6, 2] = False
+        keep[0, 5, 1] = mx.arange(L_k) >= L_k - 20  # a sliding window
+        keep_per_head = keep[:, :, :1]
+        keep_per_head[0, 7] = False
+        additive = mx.where(keep, mx.random.normal(keep.shape), -float("inf"))
+        additive = additive.astype(dtype)
+        sinks = mx.random.normal((Hq,)).astype(dtype)
+        options = {
+            "bool": dict(mask=keep),
+            "bool per head": dict(mask=keep_per_head),
+            "additive": dict(mask=additive),
+            "bool+sinks": dict(mask=keep, sinks=sinks),
+            "additive+sinks": dict(mask=additive, sinks=sinks),
+        }
+        for name, extra in options.items():
+            msg = f"D={D} {name}"
+            args = (q, k_parts, v_parts, kf, vf)
+            out = attend(*args, scale=D**-0.5, stream=mx.gpu, **extra)
+            ref = attend(*args, scale=D**-0.5, stream=mx.cpu, **extra)
+            out = np.array(out.astype(mx.float32))
+            ref = np.array(ref.astype(mx.float32))
+            mask = extra["mask"]
+            if mask.dtype != mx.bool_:
+                mask = mask > -float("inf")
+            full = ~np.array(mx.broadcast_to(mask, (B, Hq, L_q, L_k)).any(-1))
+            assert full.sum() >= 8, msg
+            nan = np.isnan(ref).any(-1)
+            expected_nan = full if name == "additive" else np.zeros_like(full)
+            assert (nan == expected_nan).all(), msg
+            assert (np.isnan(out) == np.isnan(ref)).all(), msg
+            # The fully masked rows: the same sums of the decoded values in
+            # float32, or zeros.
+            tol = {mx.float32: 1e-4, mx.float16: 5e-3, mx.bfloat16: 2e-2}[dtype]
+            np.testing.assert_allclose(
+                out[full], ref[full], rtol=tol, atol=1e-6, err_msg=msg
+            )
+            if "sinks" in name:
+                assert (out[full] == 0).all(), msg
+            # The others, relative to their norm.
+            error = np.linalg.norm(out[~full] - ref[~full])
+            error /= np.linalg.norm(ref[~full])
+            assert error < tol, f"{msg}: {error:.2e}"
+
+
+def test_an_empty_batch_launches_nothing():
+    # The kernels' grid divides by the number of rows; the op only answers
+    # empty caches and no queries before making the primitive.
+    w = mx.zeros((0, 2, 64, 16), mx.uint32)  # turbo4 codes of 128 dims
+    scales = mx.zeros((0, 2, 64, 1), mx.float16)
+    q = mx.zeros((0, 8, 1, 128), mx.float16)
+    out = mx.fast.quantized_scaled_dot_product_attention(
+        q, w, scales, w, scales, mode="turbo4", scale=1.0, stream=mx.gpu
+    )
+    mx.eval(out)
+    assert out.shape == (0, 8, 1, 128)
+
+
 def quantize_both(x, mode):
     """mx.quantize of x on the GPU and on the CPU (the CPU kernel)."""
     gpu = mx.quantize(x, mode=mode, stream=mx.gpu)

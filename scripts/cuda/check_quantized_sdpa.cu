@@ -222,16 +222,17 @@ std::vector<float> run(
             psum.ptr,
             params,
             books);
-    cu::quantized_sdpa_pass2<__half, D>
+    cu::quantized_sdpa_pass2<__half, D, VR>
         <<<rows, D>>>(
             pout.ptr,
             pmax.ptr,
             psum.ptr,
             sinks_host ? sk.ptr : nullptr,
             out.ptr,
-            blocks,
-            p.q_heads,
-            p.q_len);
+            values,
+            params,
+            books,
+            bmask != nullptr || p.causal);
   };
   launch();
   CHECK(cudaGetLastError());
