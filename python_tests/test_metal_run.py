@@ -1,6 +1,7 @@
 """The series' Metal kernels executed on the CPU from their own source
 (scripts/metal/metal_run.py), and the shim they are compiled against."""
 
+import itertools
 import os
 import shutil
 import subprocess
@@ -92,6 +93,23 @@ def test_kernel_matches_float64_reference(runs, case):
         assert row["ok"], C.describe(row)
 
 
+def test_transposed_caches_are_copied_unless_their_rows_are_packed(runs):
+    """A (B, N, H, X) cache transposed to (B, H, N, X): eval_gpu copies its
+    codes, scales and biases when H > 1 (their rows are H apart) and passes
+    them uncopied when H == 1."""
+    cases = [c for c in CASES if c.kv_transposed]
+    assert any(c.B == 1 and c.Hkv > 1 for c in cases)
+    assert any(c.Hkv == 1 and c.B > 1 for c in cases)
+    for case in cases:
+        expected = []
+        if case.Hkv > 1:
+            for name, fmt in (("k", case.key), ("v", case.vfmt)):
+                expected += [name, f"{name}_scales"]
+                expected += [f"{name}_biases"] if fmt.mode == "affine" else []
+        for row in runs[case.name]:
+            assert row["copied"] == expected, C.describe(row)
+
+
 @pytest.fixture(scope="module")
 def quant_runs():
     """The TurboQuant quantize and dequantize cases."""
@@ -164,6 +182,63 @@ def test_the_matrix_covers_the_issue():
     assert any("sg_greedy" in c.schedules for c in quant)
     assert any(c.q_transposed for c in quant)
     assert {c.dispatch for c in CASES} >= {"sdpa_vector", "sdpa_vector_2pass"}
+    # Fully masked rows (issue 17): both masks, with and without sinks,
+    # blocks without keys and blocks of several, more blocks, both schedules.
+    masked = [c for c in quant if c.fully_masked]
+    assert {(c.mask, c.sinks) for c in masked} == {
+        (m, s) for m in ("bool", "additive") for s in (False, True)
+    }
+    assert any(c.N < 8 * c.blocks for c in masked)
+    assert any(c.N > 8 * c.blocks for c in masked)
+    assert any(c.blocks > 32 for c in masked) and any(c.B > 1 for c in masked)
+    assert {c.dtype for c in masked} == set(C.DTYPES)
+    assert any("sg_greedy" in c.schedules for c in masked)
+
+
+FULLY_MASKED = [c for c in CASES if c.fully_masked]
+
+
+@pytest.mark.parametrize("case", FULLY_MASKED, ids=lambda c: c.name)
+def test_fully_masked_reference_is_what_sdpa_gives(case):
+    """The references of rows whose keys are all masked out are what
+    mx.fast.scaled_dot_product_attention gives on the float (dequantized)
+    inputs: the mean of the values with a boolean mask, NaN with an
+    additive one, 0 with sinks."""
+    inputs = C.prepare(case)
+    f = inputs.floats
+
+    def f32(a):
+        return None if a is None else mx.array(np.asarray(a), dtype=mx.float32)
+
+    mask = f["mask"]
+    if mask is not None and mask.dtype != mx.bool_:
+        mask = mask.astype(mx.float32)
+    sinks = None if f["sinks"] is None else f["sinks"].astype(mx.float32)
+    sdpa = mx.fast.scaled_dot_product_attention(
+        f32(f["q"]),
+        f32(f["k"]),
+        f32(f["v"]),
+        scale=f["scale"],
+        mask=mask,
+        sinks=sinks,
+        stream=mx.cpu,
+    )
+    sdpa = np.array(sdpa).astype(np.float64)
+    ref = inputs.reference
+    np.testing.assert_array_equal(np.isnan(sdpa), np.isnan(ref))
+    rows = C.masked_rows(case)
+    assert rows
+    for b, h, i in rows:
+        if case.sinks:
+            assert not ref[b, h, i].any()
+        elif case.mask == "additive":
+            assert np.isnan(ref[b, h, i]).all()
+        else:
+            mean = f["v"][b, h // (case.Hq // case.Hkv)].mean(0)
+            np.testing.assert_allclose(ref[b, h, i], mean, rtol=1e-12, atol=1e-12)
+    finite = ~np.isnan(ref)
+    top = np.abs(ref[finite]).max()
+    assert np.abs(sdpa[finite] - ref[finite]).max() / top < 1e-5
 
 
 @pytest.mark.parametrize("fmt", [C.TURBO3, C.TURBO4, C.AFFINE4, C.AFFINE8_32, C.MXFP4])
@@ -225,6 +300,73 @@ def test_host_reads_the_cxx_it_meets():
     ]
 
 
+def test_the_dispatch_turns_down_the_pairs_the_kernel_lacks(tmp_path):
+    """For every pair of formats that quantized SDPA accepts, at head
+    dimension 128: the dispatch code throws (quant_sdpa_kernel_has, read
+    from the C++) exactly for the pairs for which the executed kernel,
+    launched without that check, writes nothing."""
+    kernels = [
+        "quant_sdpa_vector_2pass_1_float_128_128",
+        "sdpa_vector_2pass_2_float_128",
+    ]
+    source = metal_run.DISPATCHERS["quant_sdpa_vector_2pass"][1]
+    lib = metal_run.build(MLX, {source: set(kernels)}, log=lambda line: None)
+    executor = metal_run.Executor(lib)
+    unchecked = copy_tree(tmp_path)
+    edit(
+        unchecked / C.DISPATCH,
+        "if (!quant_sdpa_kernel_has(kf, vf, q.shape(-1))) {",
+        "if (false) {",
+    )
+    case = C.Case(key=C.TURBO4, N=8)
+    inputs = C.prepare(case)
+    args = inputs.host_args
+    # Room for any format's codes, scales and biases (zeros).
+    for name in ("k", "v"):
+        args[name] = host.Arr(np.zeros((1, 1, case.N, 32), np.uint32), "uint32")
+        room = np.zeros((1, 1, case.N, 128), np.float32)
+        args[f"{name}_scales"] = host.Arr(room, "float32")
+        args[f"{name}_biases"] = host.Opt(host.Arr(room.copy(), "float32"))
+    supported = set()
+    for kf, vf in itertools.product(C.ACCEPTED, repeat=2):
+        args["kf"], args["vf"] = C._Format(kf, 128), C._Format(vf, 128)
+        try:
+            host.follow(
+                MLX / C.DISPATCH,
+                case.dispatch,
+                args,
+                C.helpers(MLX, case),
+                inputs.temporaries,
+            )
+            thrown = False
+        except host.Thrown as e:
+            assert "No kernel for keys in" in str(e)
+            thrown = True
+        launches = host.follow(
+            unchecked / C.DISPATCH,
+            case.dispatch,
+            args,
+            C.helpers(unchecked, case),
+            inputs.temporaries,
+        )
+        assert launches[0].kernel == kernels[0]
+        inputs.reset()
+        executor.launch(launches[0])
+        sums = inputs.buffers["sums"].data
+        written = not np.isnan(sums).any()
+        assert written or np.isnan(sums).all(), (kf, vf)
+        assert thrown != written, (kf, vf, "thrown" if thrown else "not thrown")
+        if written:
+            supported.add((kf.label(), vf.label()))
+    same = {(f.label(), f.label()) for f in C.ACCEPTED}
+    mixed = {
+        (k, v)
+        for k in ("affine8g32", "affine8g64", "turbo4")
+        for v in ("turbo3", "turbo4")
+    }
+    assert supported == same | mixed
+
+
 def test_host_refuses_what_it_cannot_follow(tmp_path):
     tree = copy_tree(tmp_path)
     edit(
@@ -239,7 +381,7 @@ def test_host_refuses_what_it_cannot_follow(tmp_path):
 
 def copy_tree(tmp_path):
     tree = tmp_path / "mlx"
-    for f in [*TREE_FILES, CODEBOOKS]:
+    for f in [*TREE_FILES, CODEBOOKS, C.FORMAT_TABLE]:
         (tree / f).parent.mkdir(parents=True, exist_ok=True)
         if (MLX / f).is_dir():
             shutil.copytree(MLX / f, tree / f)
@@ -280,10 +422,27 @@ MUTANTS = {
     ),
     "simd_sum_in_divergent_code": (
         f"{KERNELS}/sdpa_vector.h",
-        "  U global_sum = simd_sum(sg_sum);\n\n  if (simd_lid == 0) {\n    sums[0]",
-        "  U global_sum = simd_lid < 16 ? simd_sum(sg_sum) : sg_sum;\n\n"
-        "  if (simd_lid == 0) {\n    sums[0]",
+        "  U global_sum = simd_sum(sg_sum);\n",
+        "  U global_sum = simd_lid < 16 ? simd_sum(sg_sum) : sg_sum;\n",
         "meet at different collectives",
+    ),
+    # A block that kept no key writes what it did before issue 17: zeros.
+    "fully_masked_rows_zero": (
+        f"{KERNELS}/sdpa_vector.h",
+        "if ((bool_mask || float_mask) && !has_sinks && global_sum == 0) {",
+        "if ((bool_mask || float_mask) && !has_sinks && global_sum < 0) {",
+        (
+            "BAD quant-turbo4-float32-D128-B1-H4/1-Lq2-N77-blocks32-bool-fullmask",
+            "BAD quant-turbo4-float32-D128-B1-H4/1-Lq2-N77-blocks32-additive-fullmask",
+        ),
+    ),
+    # eval_gpu as it was before "Copy quantized SDPA keys and values whose
+    # rows are not packed": a transposed cache reaches the kernel uncopied.
+    "kv_rows_not_checked": (
+        C.DISPATCH,
+        "if (strides[3] != 1 || strides[2] != shape[3]) {",
+        "if (strides.back() != 1) {",
+        "BAD quant-turbo4-float32-D128-B1-H8/4-Lq1-N90-blocks32-kvT",
     ),
 }
 
@@ -317,13 +476,15 @@ def test_mutant_cases_pass_on_the_tree(tmp_path):
 
 @pytest.mark.parametrize("mutant", MUTANTS)
 def test_a_broken_kernel_fails(tmp_path, mutant):
-    name, text, replacement, message = MUTANTS[mutant]
+    name, text, replacement, messages = MUTANTS[mutant]
     tree = copy_tree(tmp_path)
     edit(tree / name, text, replacement)
     p = metal_run_cli("--tree", tree, "--set", "mutants")
     out = p.stdout + p.stderr
     assert p.returncode != 0, out
-    assert "out of tolerance or failing" in out and message in out, out
+    assert "out of tolerance or failing" in out, out
+    for message in [messages] if isinstance(messages, str) else messages:
+        assert message in out, out
 
 
 # (file, text, replacement, cases (-k), what the run must say)

@@ -27,6 +27,8 @@ sys.path.insert(0, str(msl.ROOT / "scripts"))
 import turbo_codebooks  # noqa: E402
 
 DISPATCH = "mlx/backend/metal/scaled_dot_product_attention.cpp"
+# The rules of the key and value formats the kernels take (not in the base).
+FORMAT_TABLE = "mlx/backend/common/quantized_sdpa.h"
 DTYPES = ("float32", "float16", "bfloat16")
 # Worst error relative to max |reference| that passes, per dtype: 1.5-4x the
 # worst seen (results/metal_run.md), and below what a wrong codebook entry, a
@@ -36,6 +38,8 @@ TOLERANCE = {"float32": 5e-6, "float16": 1.5e-3, "bfloat16": 7e-3}
 MODES = {
     "affine": "Affine",
     "mxfp4": "Mxfp4",
+    "mxfp8": "Mxfp8",
+    "nvfp4": "Nvfp4",
     "turbo3": "Turbo3",
     "turbo4": "Turbo4",
 }
@@ -66,6 +70,15 @@ TURBO3, TURBO4 = Fmt("turbo3", 3), Fmt("turbo4", 4)
 AFFINE4, AFFINE8_32 = Fmt("affine", 4, 64), Fmt("affine", 8, 32)
 AFFINE8 = Fmt("affine", 8, 64)
 AFFINE4_32, MXFP4 = Fmt("affine", 4, 32), Fmt("mxfp4", 4, 32)
+# Every format that quantized SDPA accepts (mlx/fast.cpp).
+ACCEPTED = (
+    *(Fmt("affine", b, g) for g in (32, 64) for b in (4, 6, 8)),
+    MXFP4,
+    Fmt("nvfp4", 4, 16),
+    Fmt("mxfp8", 8, 32),
+    TURBO3,
+    TURBO4,
+)
 
 
 @dataclass(frozen=True)
@@ -87,6 +100,14 @@ class Case:
     # Queries laid out as (B, Lq, Hq, D) and transposed, as models make them
     # (MLX passes them uncopied when B or Hq is 1).
     q_transposed: bool = False
+    # Rows whose keys are all masked out (masked_rows, below): SDPA gives
+    # them the mean of the values with a boolean mask, NaN with an additive
+    # one (0 with sinks).
+    fully_masked: bool = False
+    # Quantized keys and values (codes, scales, biases) stored as a
+    # (B, N, Hkv, X) cache and transposed to (B, Hkv, N, X): MLX's eval_gpu
+    # copies them unless their rows are packed (Hkv == 1); see copy_kv.
+    kv_transposed: bool = False
     schedules: tuple = ("rr",)
     seed: int = 0
 
@@ -115,6 +136,8 @@ class Case:
                 ("sinks", self.sinks),
                 ("causal", self.causal),
                 ("qT", self.q_transposed),
+                ("fullmask", self.fully_masked),
+                ("kvT", self.kv_transposed),
             )
             if on
         ]
@@ -194,7 +217,11 @@ class Inputs:
     reference: np.ndarray
     cpu: np.ndarray  # MLX's CPU kernel on the same inputs (float64)
     out: np.ndarray
+    # The float64 queries, keys and values (dequantized, a head per KV head)
+    # and the mask and sinks as MLX arrays, by name: what SDPA takes.
+    floats: dict = field(default_factory=dict)
     buffers: dict = field(default_factory=dict)  # temporaries by C++ name
+    copied: list = field(default_factory=list)  # inputs the host code copied
 
     def temporaries(self, name, ns):
         """The arrays the dispatch function allocates (intermediate results
@@ -226,6 +253,30 @@ def _queries(q, c):
     return host.Arr(stored.transpose(0, 2, 1, 3), CXX_DTYPE[c.dtype])
 
 
+def masked_rows(c):
+    """The (batch, head, query) rows that a fully_masked case masks out: the
+    first, and the last query of the last head (another head of the same
+    keys, with GQA)."""
+    rows = {(0, 0, 0), (c.B - 1, c.Hq - 1, c.Lq - 1)}
+    return sorted(rows) if c.fully_masked else []
+
+
+def sparse_rows(c):
+    """(row, key) of the rows of a fully_masked case that keep one key only:
+    the first key (that the blocks without it find reading the whole row's
+    mask) and the last."""
+    rows = [(0, h, 0) for h in (1, 2) if h < c.Hq and c.fully_masked]
+    rows = [r for r in rows if r not in masked_rows(c)]
+    return list(zip(rows, (0, c.N - 1)))
+
+
+def _transposed_cache(a):
+    """A (B, H, L, X) MLX array as a (B, L, H, X) cache seen as (B, H, L, X):
+    the MLX array and the numpy view of the same bytes."""
+    stored = mx.contiguous(a.transpose(0, 2, 1, 3))
+    return stored.transpose(0, 2, 1, 3), _np(stored).transpose(0, 2, 1, 3)
+
+
 def prepare(c):
     rng = np.random.default_rng(c.seed)
     dt = getattr(mx, c.dtype)
@@ -242,10 +293,21 @@ def prepare(c):
     mask = None
     if c.mask == "bool":
         m = rng.random((c.B, c.Hq, c.Lq, c.N)) > 0.3
-        m[..., -1] = True  # no fully masked row
+        m[..., -1] = True  # no fully masked row but those asked for
+        for row in masked_rows(c):
+            m[row] = False
+        for row, key in sparse_rows(c):
+            m[row] = False
+            m[(*row, key)] = True
         mask = mx.array(m)
     elif c.mask == "additive":
         mask = normal((c.B, c.Hq, c.Lq, c.N))
+        for row in masked_rows(c):
+            mask[row] = -np.inf
+        for row, key in sparse_rows(c):
+            kept = mask[(*row, key)]
+            mask[row] = -np.inf
+            mask[(*row, key)] = kept
     sinks = normal((c.Hq,)) if c.sinks else None
 
     gqa = c.Hq // c.Hkv
@@ -254,12 +316,22 @@ def prepare(c):
         kd, vd = _f64(_np(k), c.dtype), _f64(_np(v), c.dtype)
     else:
         kp, vp = quantize(k, c.key), quantize(v, c.vfmt)
-        kd = dequantize([_np(a) for a in kp], c.key, c.D, c.dtype)
-        vd = dequantize([_np(a) for a in vp], c.vfmt, c.D, c.dtype)
+        if c.kv_transposed:
+            kt = [_transposed_cache(a) for a in kp]
+            vt = [_transposed_cache(a) for a in vp]
+            kp, kp_np = [a for a, _ in kt], [n for _, n in kt]
+            vp, vp_np = [a for a, _ in vt], [n for _, n in vt]
+        else:
+            kp_np, vp_np = [_np(a) for a in kp], [_np(a) for a in vp]
+        kd = dequantize(kp_np, c.key, c.D, c.dtype)
+        vd = dequantize(vp_np, c.vfmt, c.D, c.dtype)
+    floats = dict(q=qf, k=kd, v=vd, mask=mask, sinks=sinks, scale=scale)
     kd, vd = np.repeat(kd, gqa, 1), np.repeat(vd, gqa, 1)
     s = np.einsum("bhqd,bhkd->bhqk", qf * scale, kd)
     if c.mask == "bool":
-        s = np.where(np.array(mask), s, -np.inf)
+        # SDPA gives a key that a boolean mask masks out the lowest finite
+        # score: a row whose keys are all masked out weighs them alike.
+        s = np.where(np.array(mask), s, -np.finfo(np.float64).max)
     elif c.mask == "additive":
         s = s + _f64(_np(mask), c.dtype)
     if c.causal:
@@ -269,9 +341,10 @@ def prepare(c):
     if c.sinks:
         sk = _f64(_np(sinks), c.dtype)[None, :, None, None]
         top = np.maximum(top, sk)
-    p = np.exp(s - top)
-    den = p.sum(-1, keepdims=True) + (np.exp(sk - top) if c.sinks else 0)
-    reference = np.einsum("bhqk,bhkd->bhqd", p / den, vd)
+    with np.errstate(invalid="ignore"):  # rows of -inf scores are NaN
+        p = np.exp(s - top)
+        den = p.sum(-1, keepdims=True) + (np.exp(sk - top) if c.sinks else 0)
+        reference = np.einsum("bhqk,bhkd->bhqd", p / den, vd)
 
     if c.key is None:
         cpu = mx.fast.scaled_dot_product_attention(
@@ -326,12 +399,13 @@ def prepare(c):
     if c.key is None:
         args.update(k=_arr(_np(k), c.dtype), v=_arr(_np(v), c.dtype))
     else:
-        for name, parts, f in (("k", kp, c.key), ("v", vp, c.vfmt)):
-            args[name] = _arr(_np(parts[0]), "uint32")
+        for name, parts, f in (("k", kp_np, c.key), ("v", vp_np, c.vfmt)):
+            # Strided as the case has them (MLX may pass them uncopied).
+            args[name] = host.Arr(parts[0], "uint32")
             sdt = "uint8" if f.mode == "mxfp4" else c.dtype
-            args[f"{name}_scales"] = _arr(_np(parts[1]), sdt)
+            args[f"{name}_scales"] = host.Arr(parts[1], CXX_DTYPE[sdt])
             args[f"{name}_biases"] = host.Opt(
-                _arr(_np(parts[2]), c.dtype) if f.mode == "affine" else None
+                host.Arr(parts[2], CXX_DTYPE[c.dtype]) if f.mode == "affine" else None
             )
         args["kf"] = _Format(c.key, c.D)
         args["vf"] = _Format(c.vfmt, c.D)
@@ -339,7 +413,38 @@ def prepare(c):
             args.update(
                 mode=args["kf"].mode, bits=c.key.bits, group_size=args["kf"].group_size
             )
-    return Inputs(c, args, reference, cpu, out)
+    return Inputs(c, args, reference, cpu, out, floats)
+
+
+# The primitive whose eval_gpu copies quantized SDPA's inputs before
+# quant_sdpa_vector_2pass dispatches them.
+QUANT_EVAL = "QuantizedScaledDotProductAttention::eval_gpu"
+
+
+def copy_kv(tree, inputs):
+    """Copy the keys and values (codes, scales, biases) that MLX's eval_gpu
+    copies before the dispatch: those that its kv_copy_unless, evaluated
+    from the C++, turns down (copy_unless(kv_copy_unless, x_pre)). The
+    copy is row-contiguous, as contiguous_copy_gpu makes it; the names of
+    the copied inputs go to inputs.copied."""
+    _, body = host.function_source(Path(tree) / DISPATCH, QUANT_EVAL)
+    keep = host.lambda_function(
+        body, "kv_copy_unless", {}, f"kv_copy_unless of {QUANT_EVAL}"
+    )
+    names = re.findall(
+        r"\b(\w+)\s*=\s*copy_unless\(\s*kv_copy_unless\s*,\s*\*?\s*\w+\s*\)", body
+    )
+    if not names:
+        raise host.HostError(f"{QUANT_EVAL} copies nothing with kv_copy_unless")
+    args = inputs.host_args
+    for name in names:
+        a = args[name]
+        arr = a.v if isinstance(a, host.Opt) else a
+        if arr is None or keep(arr):
+            continue
+        copy = host.Arr(np.ascontiguousarray(arr.data), arr.dtype())
+        args[name] = host.Opt(copy) if isinstance(a, host.Opt) else copy
+        inputs.copied.append(name)
 
 
 class _Format:
@@ -347,6 +452,12 @@ class _Format:
 
     def __init__(self, f, D):
         self.mode, self.bits, self.group_size = MODES[f.mode], f.bits, f.group_size or D
+
+    def __eq__(self, other):
+        return vars(self) == vars(other)
+
+    def __repr__(self):
+        return f"{self.mode}(group_size={self.group_size}, bits={self.bits})"
 
 
 class _Architecture(str):
@@ -375,7 +486,7 @@ def helpers(tree, case):
         raise host.HostError(
             f"{case.name}: MLX never uses {case.blocks} blocks ({choices})"
         )
-    return {
+    ns = {
         "select_sdpa_blocks": lambda *args: case.blocks,
         "get_type_string": _switch(
             tree, "mlx/backend/common/compiled.cpp", "get_type_string"
@@ -387,6 +498,27 @@ def helpers(tree, case):
         "std": type("std", (), {"to_string": staticmethod(str)}),
         "d": _Device(),
     }
+    try:  # the formats the fused kernel has (not in the base)
+        ns["fast"] = _fast_table(tree)
+        for name in ("quant_sdpa_kernel_reads", "quant_sdpa_kernel_has"):
+            ns[name] = host.function(Path(tree) / DISPATCH, name, ns)
+    except host.HostError:
+        pass
+    return ns
+
+
+def _fast_table(tree):
+    """The fast:: rules of the key and value formats the kernels take
+    (mlx/backend/common/quantized_sdpa.h), as the dispatch code calls them."""
+    path = Path(tree) / FORMAT_TABLE
+    if not path.is_file():
+        raise host.HostError(f"no {FORMAT_TABLE}")
+    ns = {"QuantizationMode": _Modes}
+    fast = type("fast", (), {})
+    for name in ("qsdpa_gpu_mixed_pair", "qsdpa_gpu_pair"):
+        ns[name] = host.function(path, name, ns)
+        setattr(fast, name, staticmethod(ns[name]))
+    return fast
 
 
 def block_choices(tree):
@@ -404,15 +536,24 @@ def _switch(tree, path, name):
 
 
 def errors(inputs):
+    """max |x - ref| / max |ref| of the kernel's output and the CPU kernel's;
+    inf where either is NaN and the other not, or where the kernel left an
+    output unwritten (NaN as the garbage it started as)."""
     out = _f64(inputs.out, inputs.case.dtype)
     ref = inputs.reference
-    top = np.abs(ref).max()
+    nan = np.isnan(ref)
+    top = np.abs(ref[~nan]).max() if (~nan).any() else 1.0
+    size = inputs.out.dtype.itemsize
+    garbage = (inputs.out.view(np.uint8).reshape(-1, size) == 0xFF).all(-1)
 
     def err(x):
-        e = np.abs(x - ref).max() / top
+        if (np.isnan(x) != nan).any():
+            return float("inf")
+        e = np.abs(x[~nan] - ref[~nan]).max(initial=0) / top
         return float(e) if np.isfinite(e) else float("inf")
 
-    return {"metal": err(out), "cpu": err(inputs.cpu)}
+    metal = float("inf") if garbage.any() else err(out)
+    return {"metal": metal, "cpu": err(inputs.cpu)}
 
 
 def describe(row):
@@ -422,9 +563,12 @@ def describe(row):
     status = "ok " if row["ok"] else "BAD"
     if "error" in row:
         return f"{status} {c.name} [{row['schedule']}]: {row['error']}"
+    copied = row.get("copied")
+    copied = f", {', '.join(copied)} copied by the host code" if copied else ""
     return (
         f"{status} {c.name} [{row['schedule']}]: metal {row['metal']:.1e} "
-        f"cpu {row['cpu']:.1e} (tolerance {c.tolerance:.1e}, {row['seconds']:.2f} s)"
+        f"cpu {row['cpu']:.1e} (tolerance {c.tolerance:.1e}{copied}, "
+        f"{row['seconds']:.2f} s)"
     )
 
 
@@ -473,6 +617,7 @@ def feature_cases():
             Case(dtype=dtype, key=fmt, sinks=True, N=50, D=256),
             Case(dtype=dtype, key=fmt, causal=True, Lq=5, N=70, schedules=BOTH),
         ]
+    out += fully_masked_cases() + transposed_cache_cases()
     return out + [
         Case(key=TURBO3, Hq=8, Hkv=2, B=2, N=300, blocks=64, schedules=BOTH),
         Case(key=TURBO4, Hq=4, Hkv=2, B=2, Lq=2, N=90, mask="bool", dtype="float16"),
@@ -513,6 +658,60 @@ def feature_cases():
             mask="additive",
             sinks=True,
         ),
+    ]
+
+
+def transposed_cache_cases():
+    """Quantized caches stored (B, N, Hkv, X) and transposed: copied by the
+    host code when Hkv > 1 (with B == 1 too), read in place when Hkv == 1;
+    biases, another format for the values, masks and several queries."""
+    kvt = dict(kv_transposed=True)
+    return [
+        Case(key=TURBO4, Hq=8, Hkv=4, N=90, schedules=BOTH, **kvt),
+        Case(key=TURBO3, dtype="float16", B=2, Lq=2, N=70, mask="bool", **kvt),
+        Case(key=TURBO4, dtype="bfloat16", D=64, N=120, causal=True, Lq=3, **kvt),
+        Case(key=AFFINE8_32, value=TURBO4, dtype="bfloat16", Hkv=2, N=100, **kvt),
+        Case(key=AFFINE4, D=64, Hq=4, Hkv=2, B=2, N=60, mask="additive", **kvt),
+        Case(key=MXFP4, dtype="float16", D=256, Hq=2, Hkv=2, N=75, **kvt),
+    ]
+
+
+def fully_masked_cases():
+    """Rows whose keys are all masked out, and rows that keep one key
+    (sparse_rows), under boolean and additive masks: fewer keys than blocks
+    hold (blocks without keys), many keys a block, more blocks, GQA,
+    batches, several queries, sinks, values with biases."""
+    fm = dict(fully_masked=True)
+    return [
+        Case(key=TURBO4, mask="bool", Lq=2, N=77, schedules=BOTH, **fm),
+        Case(key=TURBO4, mask="additive", Lq=2, N=77, schedules=BOTH, **fm),
+        Case(
+            key=TURBO3,
+            mask="bool",
+            dtype="float16",
+            D=64,
+            Hq=8,
+            Hkv=2,
+            Lq=3,
+            N=300,
+            blocks=64,
+            **fm,
+        ),
+        Case(
+            key=TURBO3,
+            mask="additive",
+            dtype="bfloat16",
+            D=256,
+            Hkv=2,
+            B=2,
+            N=600,
+            **fm,
+        ),
+        Case(key=AFFINE8_32, value=TURBO4, mask="bool", B=2, Lq=2, N=130, **fm),
+        Case(key=AFFINE4, mask="bool", dtype="bfloat16", Hq=8, Hkv=4, N=90, **fm),
+        Case(key=MXFP4, mask="additive", dtype="float16", D=64, Hq=8, N=50, **fm),
+        Case(key=TURBO4, mask="bool", sinks=True, Lq=2, N=100, **fm),
+        Case(key=TURBO4, value=TURBO3, mask="additive", sinks=True, Lq=2, N=100, **fm),
     ]
 
 
@@ -567,10 +766,14 @@ def base_cases():
 
 def mutant_cases():
     """What a broken kernel must fail: float32, D=128, the paths a changed
-    centroid, a lost barrier or a collective in divergent code reach."""
+    centroid, a lost barrier or a collective in divergent code reach, fully
+    masked rows and a transposed cache (whose copy the host code decides)."""
     return [
         Case(key=TURBO4, N=100, schedules=BOTH),
         Case(key=TURBO4, mask="bool", Lq=2, N=77, schedules=BOTH),
+        Case(key=TURBO4, mask="bool", Lq=2, N=77, fully_masked=True),
+        Case(key=TURBO4, mask="additive", Lq=2, N=77, fully_masked=True),
+        Case(key=TURBO4, Hq=8, Hkv=4, N=90, kv_transposed=True),
     ]
 
 

@@ -12,7 +12,11 @@ that names the C++ statement, never a guess.
 Only the subset of C++ that these functions use is understood: declarations
 of scalars and references, `if` blocks, the ternary operator, member calls
 on arrays (shape, strides, dtype, flags), initializer lists of function
-constants, and the calls on the command encoder."""
+constants, and the calls on the command encoder. A `throw` that is reached
+raises Thrown. Predicates that the host code defines (a lambda deciding which
+inputs to copy, a function saying which formats a kernel has) are evaluated
+from their C++ too (lambda_function, function): declarations, `if` blocks
+and returns."""
 
 import re
 from dataclasses import dataclass
@@ -22,6 +26,10 @@ import numpy as np
 
 class HostError(Exception):
     pass
+
+
+class Thrown(HostError):
+    """The dispatch code reached a `throw`: MLX would raise it."""
 
 
 # MLX's C++ scalar types and the numpy types of their bytes (set_bytes).
@@ -77,7 +85,9 @@ def _match(src, i, open_, close):
 def function_source(path, name):
     """(parameters, body) of the C++ function `name` in the file at path."""
     src = _strip_comments(path.read_text())
-    m = re.search(r"\n(?:static\s+)?[\w:<>]+\s+" + name + r"\s*\(", src)
+    m = re.search(
+        r"\n(?:(?:static|inline|constexpr)\s+)*[\w:<>]+\s+" + name + r"\s*\(", src
+    )
     if not m:
         raise HostError(f"no function {name} in {path}")
     close = _match(src, m.end() - 1, "(", ")")
@@ -217,6 +227,62 @@ def to_python(expr):
     return e
 
 
+def lambda_source(body, name):
+    """(parameters, body) of the lambda `auto name = [...](...) {...};` in a
+    function body."""
+    m = re.search(r"\bauto\s+" + name + r"\s*=\s*\[[^\]]*\]\s*\(", body)
+    if not m:
+        raise HostError(f"no lambda {name}")
+    close = _match(body, m.end() - 1, "(", ")")
+    start = body.index("{", close)
+    return body[m.end() : close], body[start + 1 : _match(body, start, "{", "}")]
+
+
+def lambda_function(body, name, helpers, what=None):
+    """The lambda `name` of a function body as a Python function of its
+    parameters (see _callable)."""
+    return _callable(*lambda_source(body, name), helpers, what or name)
+
+
+def function(path, name, helpers):
+    """The C++ function `name` of the file at path as a Python function of
+    its parameters (see _callable)."""
+    return _callable(*function_source(path, name), helpers, name)
+
+
+def _callable(params, body, helpers, what):
+    """A function of the host code as a Python function of its parameters,
+    evaluated statement by statement from its C++: declarations, `if`
+    blocks, returns. What it cannot follow is a HostError."""
+    names = list(parameters(params))
+    stmts = statements(body)
+
+    def call(*args):
+        ns = dict(helpers)
+        ns.update(zip(names, args))
+
+        def ev(expr, stmt):
+            try:
+                return eval(to_python(expr), {"__builtins__": {}}, ns)
+            except Exception as err:
+                raise HostError(f"cannot follow `{stmt}` in {what}: {err}")
+
+        for conds, stmt in stmts:
+            if any(c is None for c in conds):
+                raise HostError(f"cannot follow `{stmt}` in {what}: in a loop")
+            if not all(ev(c, f"if ({c})") for c in conds):
+                continue
+            if m := re.match(r"^return\b(.*)$", stmt, re.S):
+                return ev(m.group(1), stmt)
+            if m := _DECL.match(stmt):
+                ns[m.group(2)] = ev(m.group(3), stmt)
+                continue
+            raise HostError(f"cannot follow `{stmt}` in {what}")
+        raise HostError(f"{what} returns nothing")
+
+    return call
+
+
 class Unknown:
     """A local the executor could not evaluate, and why."""
 
@@ -233,6 +299,16 @@ class Launch:
     group: tuple
 
 
+class Vector(list):
+    """A std::vector (an array's shape or strides)."""
+
+    def back(self):
+        return self[-1]
+
+    def size(self):
+        return len(self)
+
+
 class Arr:
     """An MLX array as the dispatch code sees it: a numpy array plus MLX's
     dtype name."""
@@ -241,10 +317,10 @@ class Arr:
         self.data, self._dtype = data, dtype
 
     def shape(self, i=None):
-        return list(self.data.shape) if i is None else self.data.shape[i]
+        return Vector(self.data.shape) if i is None else self.data.shape[i]
 
     def strides(self, i=None):
-        s = [x // self.data.itemsize for x in self.data.strides]
+        s = Vector(x // self.data.itemsize for x in self.data.strides)
         return s if i is None else s[i]
 
     def dtype(self):
@@ -375,6 +451,8 @@ def follow(path, name, args, helpers, temporaries):
             kname = kname + v if m.group(1) == "+=" else v
         elif stmt == "kname.clear()":
             kname = ""
+        elif stmt.startswith("throw "):
+            raise Thrown(f"{name} throws: {stmt[6:]}")
         elif m := _DECL.match(stmt):
             t, n, expr = m.groups()
             if t in CTYPES:

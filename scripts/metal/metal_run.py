@@ -356,6 +356,8 @@ def plan(tree, case):
         helpers = C.quant_helpers(tree, inputs)
     else:
         inputs = C.prepare(case)
+        if case.dispatch == "quant_sdpa_vector_2pass":
+            C.copy_kv(tree, inputs)
         helpers = C.helpers(tree, case)
     launches = host.follow(
         Path(tree) / DISPATCHERS[case.dispatch][0],
@@ -381,6 +383,7 @@ def run_case(executor, inputs, launches, schedule):
     else:
         row = C.errors(inputs)
         row["ok"] = row["metal"] <= inputs.case.tolerance
+        row["copied"] = list(inputs.copied)
     row["seconds"] = dt
     return row
 
