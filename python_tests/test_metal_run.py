@@ -195,6 +195,96 @@ def test_the_matrix_covers_the_issue():
     assert any("sg_greedy" in c.schedules for c in masked)
 
 
+def test_the_tiled_kernel_matrix_covers_the_issue():
+    """quant_sdpa_full (more than 8 queries, issue 16): Lq 9 to 100, the
+    causal chunk at the end of the keys, both masks with fully masked rows,
+    sinks, GQA 1, 4 and 8, batches, every format and mixed pairs, every dtype
+    and head dimension, transposed queries and caches, both schedules."""
+    full = [c for c in CASES if c.dispatch == "quant_sdpa_full"]
+    assert {9, 16, 33, 100} <= {c.Lq for c in full}
+    assert any(c.Lq % 32 for c in full) and any(c.Lq % 32 == 0 for c in full)
+    assert any(c.causal and c.N > c.Lq for c in full)
+    assert any(c.causal and c.N == c.Lq for c in full)
+    assert {c.mask for c in full} >= {"bool", "additive"}
+    assert {c.mask for c in full if c.fully_masked} == {"bool", "additive"}
+    assert any(c.sinks for c in full)
+    assert {c.Hq // c.Hkv for c in full} >= {1, 4, 8}
+    assert any(c.B > 1 for c in full)
+    assert set(C.FORMATS) <= {c.key for c in full} | {c.vfmt for c in full}
+    assert any(c.value and c.value != c.key for c in full)
+    assert {(c.dtype, c.D) for c in full} == {
+        (t, d) for t in C.DTYPES for d in (64, 128, 256)
+    }
+    assert any(c.q_transposed for c in full) and any(c.kv_transposed for c in full)
+    assert any("sg_greedy" in c.schedules for c in full)
+
+
+# A kernel of SIMD-group matrices: loads (plain and transposed, from device
+# and threadgroup memory), a multiply-accumulate, a store, the diagonal and
+# filled constructors, and each lane's thread_elements written where Apple's
+# layout (MLX's BaseMMAFrag::get_coord) puts them.
+MATRIX_KERNEL = """
+#include <metal_simdgroup_matrix>
+#include <metal_stdlib>
+#include "mlx/backend/metal/kernels/defines.h"
+using namespace metal;
+
+template <typename T>
+[[kernel]] void matrices(
+    const device T* a [[buffer(0)]],
+    const device T* b [[buffer(1)]],
+    const device T* c [[buffer(2)]],
+    device T* d [[buffer(3)]],
+    device T* lanes [[buffer(4)]],
+    device T* diag [[buffer(5)]],
+    uint lane [[thread_index_in_simdgroup]]) {
+  threadgroup float tb[64];
+  for (int i = lane; i < 64; i += 32) {
+    tb[i] = b[i];
+  }
+  threadgroup_barrier(mem_flags::mem_threadgroup);
+  simdgroup_float8x8 A, B, C, D;
+  simdgroup_load(A, a, 8);
+  simdgroup_load(B, tb, 8, ulong2(0, 0), true);
+  simdgroup_load(C, c, 8);
+  simdgroup_multiply_accumulate(D, A, B, C);
+  simdgroup_store(D, d, 8);
+  short q = lane / 4;
+  short row = (q & 4) + (lane / 2) % 4;
+  short col = (q & 2) * 2 + (lane % 2) * 2;
+  lanes[row * 8 + col] = A.thread_elements()[0];
+  lanes[row * 8 + col + 1] = A.thread_elements()[1];
+  simdgroup_float8x8 I(2.0f);
+  simdgroup_float8x8 F = make_filled_simdgroup_matrix<float, 8, 8>(1.0f);
+  simdgroup_multiply_accumulate(D, I, A, F);
+  simdgroup_store(D, diag, 8);
+}
+"""
+
+
+def test_executor_models_simdgroup_matrices(tmp_path):
+    kernels = tmp_path / KERNELS
+    kernels.mkdir(parents=True)
+    shutil.copy(MLX / KERNELS / "defines.h", kernels)
+    (kernels / "matrices.metal").write_text(
+        MATRIX_KERNEL + 'instantiate_kernel("matrices", matrices, float)\n'
+    )
+    lib = metal_run.build(
+        tmp_path, {"matrices.metal": {"matrices"}}, tmp_path / "cache", lambda s: None
+    )
+    rng = np.random.default_rng(0)
+    a, b, c = (rng.standard_normal((8, 8)).astype(np.float32) for _ in range(3))
+    d, lanes, diag = (np.full((8, 8), np.nan, np.float32) for _ in range(3))
+    bufs = {0: a, 1: b, 2: c, 3: d, 4: lanes, 5: diag}
+    launch = host.Launch("matrices", {}, bufs, (1, 1, 1), (32, 1, 1))
+    for schedule in metal_run.SCHEDULES:
+        d[...] = lanes[...] = diag[...] = np.nan
+        metal_run.Executor(lib).launch(launch, schedule)
+        np.testing.assert_allclose(d, a @ b.T + c, rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(lanes, a)
+        np.testing.assert_allclose(diag, 2 * a + 1, rtol=1e-6)
+
+
 FULLY_MASKED = [c for c in CASES if c.fully_masked]
 
 

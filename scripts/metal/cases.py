@@ -127,7 +127,7 @@ class Case:
         parts = [self.dispatch.replace("quant_sdpa_vector_2pass", "quant"), fmt]
         parts += [self.dtype, f"D{self.D}", f"B{self.B}", f"H{self.Hq}/{self.Hkv}"]
         parts += [f"Lq{self.Lq}", f"N{self.N}"]
-        if self.dispatch != "sdpa_vector":
+        if self.dispatch.endswith("2pass"):
             parts.append(f"blocks{self.blocks}")
         parts += [
             x
@@ -482,7 +482,7 @@ def helpers(tree, case):
     """Names the dispatch code calls that are not its parameters. The number
     of blocks, which MLX chooses per device, is the case's."""
     choices = block_choices(tree)
-    if case.dispatch != "sdpa_vector" and case.blocks not in choices:
+    if case.dispatch.endswith("2pass") and case.blocks not in choices:
         raise host.HostError(
             f"{case.name}: MLX never uses {case.blocks} blocks ({choices})"
         )
@@ -715,6 +715,61 @@ def fully_masked_cases():
     ]
 
 
+def full_cases():
+    """The tiled kernel (quant_sdpa_full, more than 8 queries): query tiles
+    that are whole and partial, key tiles that are whole and partial and
+    keys that fill one tile only; the chunk-at-the-end causal offset, masks
+    (rows fully masked and rows that keep one key), sinks, GQA 1, 4 and 8,
+    batches, queries transposed as models make them, every format and
+    dtype, head dimensions 64, 128 and 256."""
+    full = dict(dispatch="quant_sdpa_full")
+    out = []
+    for i, (dtype, D) in enumerate(itertools.product(DTYPES, (64, 128, 256))):
+        fmt = FORMATS[i % len(FORMATS)]
+        out.append(Case(dtype=dtype, D=D, key=fmt, Lq=9 + 8 * i, N=70 + 9 * i, **full))
+    for i, (k, v) in enumerate(
+        [(AFFINE8_32, TURBO4), (AFFINE8, TURBO3), (TURBO4, TURBO3), (TURBO3, TURBO3)]
+    ):
+        out.append(
+            Case(key=k, value=v, dtype=DTYPES[i % 3], Lq=16, N=40 + 17 * i, **full)
+        )
+    return out + [
+        Case(key=TURBO4, Lq=33, N=33, causal=True, Hq=4, Hkv=1, **full),
+        Case(key=TURBO4, Lq=100, N=300, causal=True, dtype="float16", **full),
+        Case(key=TURBO3, Lq=9, N=600, causal=True, Hq=8, Hkv=1, B=2, **full),
+        Case(key=AFFINE4, Lq=64, N=100, mask="bool", Hq=8, Hkv=2, **full),
+        Case(key=TURBO4, Lq=16, N=90, mask="additive", dtype="bfloat16", **full),
+        Case(key=TURBO4, Lq=12, N=64, sinks=True, D=256, dtype="float16", **full),
+        Case(key=MXFP4, Lq=20, N=77, mask="bool", sinks=True, D=64, **full),
+        Case(key=TURBO4, Lq=10, N=50, mask="bool", fully_masked=True, **full),
+        Case(
+            key=TURBO3,
+            value=TURBO3,
+            Lq=10,
+            N=50,
+            mask="additive",
+            fully_masked=True,
+            Hq=4,
+            Hkv=4,
+            **full,
+        ),
+        Case(
+            key=AFFINE8_32,
+            value=TURBO4,
+            Lq=33,
+            N=120,
+            q_transposed=True,
+            causal=True,
+            B=1,
+            Hq=8,
+            Hkv=2,
+            **full,
+        ),
+        Case(key=TURBO4, Lq=17, N=70, kv_transposed=True, Hq=4, Hkv=2, **full),
+        Case(key=TURBO4, Lq=16, N=40, schedules=("sg_greedy",), **full),
+    ]
+
+
 def control_cases():
     """Upstream's float kernels, tested by upstream on real Macs: a failure
     here is the executor's."""
@@ -778,7 +833,8 @@ def mutant_cases():
 
 
 SETS = {
-    "all": lambda: core_cases() + feature_cases() + control_cases(),
+    "all": lambda: core_cases() + feature_cases() + full_cases() + control_cases(),
+    "full": full_cases,
     "core": core_cases,
     "features": feature_cases,
     "controls": control_cases,

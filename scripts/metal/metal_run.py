@@ -63,6 +63,7 @@ CACHE_ENTRIES = 8  # builds kept (the tree's and a few mutants')
 # gets an entry here and cases in cases.py.
 DISPATCHERS = {
     "quant_sdpa_vector_2pass": (C.DISPATCH, "scaled_dot_product_attention.metal"),
+    "quant_sdpa_full": (C.DISPATCH, "scaled_dot_product_attention.metal"),
     "sdpa_vector": (C.DISPATCH, "scaled_dot_product_attention.metal"),
     "sdpa_vector_2pass": (C.DISPATCH, "scaled_dot_product_attention.metal"),
     "turbo_quantize": (C.QDISPATCH, C.QUANT_SOURCE),
@@ -169,7 +170,12 @@ _POSITIONS = {
 
 
 def _kernel_parameters(pp, func, source):
-    m = re.search(r"\[\[(?:kernel|mtl_shim_kernel)\]\]\s*void\s+" + func + r"\s*\(", pp)
+    m = re.search(
+        r"\[\[(?:kernel|mtl_shim_kernel)(?:\s*,[^\]]*)?\]\]\s*void\s+"
+        + func
+        + r"\s*\(",
+        pp,
+    )
     if not m:
         raise BuildError(f"no [[kernel]] {func} in {source}")
     close = host._match(pp, m.end() - 1, "(", ")")
@@ -356,7 +362,7 @@ def plan(tree, case):
         helpers = C.quant_helpers(tree, inputs)
     else:
         inputs = C.prepare(case)
-        if case.dispatch == "quant_sdpa_vector_2pass":
+        if case.dispatch.startswith("quant_sdpa"):  # eval_gpu's copies
             C.copy_kv(tree, inputs)
         helpers = C.helpers(tree, case)
     launches = host.follow(

@@ -402,6 +402,192 @@ inline void simdgroup_barrier(mem_flags) {
   __mr::end(e);
 }
 
+///////////////////////////////////////////////////////////////////////////////
+// SIMD-group matrices. Each lane holds two elements of an 8 x 8 matrix, where
+// Apple's layout puts them (the one MLX's steel BaseMMAFrag::get_coord
+// assumes): with q = lane / 4, row (q & 4) + (lane / 2) % 4, columns
+// (q & 2) * 2 + (lane % 2) * 2 and the next. Code that reads or writes
+// thread_elements() therefore sees what it would on a GPU. Loads and stores
+// move a lane's own elements, at a rendezvous of the SIMD-group (they are
+// collective in MSL); a multiply posts each lane's elements of A and B and
+// computes the lane's elements of the product in float, in the order of k.
+///////////////////////////////////////////////////////////////////////////////
+
+namespace __mr {
+
+struct MatCoord {
+  int row, col; // the lane's first element; the second is at col + 1
+};
+inline MatCoord mat_coord(unsigned lane) {
+  unsigned q = lane / 4;
+  return {int((q & 4) + (lane / 2) % 4), int((q & 2) * 2 + (lane % 2) * 2)};
+}
+template <int Cols, int Rows>
+constexpr void check_mat_shape() {
+  static_assert(Cols == 8 && Rows == 8, "only 8 x 8 SIMD-group matrices");
+}
+// Element (row, col) of a row-major matrix at `origin` (column, row) in memory
+// of `per_row` elements a row, read transposed if asked.
+inline size_t
+mat_offset(int row, int col, size_t per_row, ulong2 origin, bool transpose) {
+  if (transpose) {
+    int t = row;
+    row = col;
+    col = t;
+  }
+  return (origin.y + row) * per_row + origin.x + col;
+}
+
+} // namespace __mr
+
+template <typename T, int Cols, int Rows>
+simdgroup_matrix<T, Cols, Rows>::simdgroup_matrix(T diagonal) {
+  __mr::check_mat_shape<Cols, Rows>();
+  __mr::MatCoord c = __mr::mat_coord(__mr_lane());
+  __elements[0] = c.row == c.col ? diagonal : T(0);
+  __elements[1] = c.row == c.col + 1 ? diagonal : T(0);
+}
+template <typename T, int Cols, int Rows>
+thread vec<T, 2>& simdgroup_matrix<T, Cols, Rows>::thread_elements() {
+  return __elements;
+}
+template <typename T, int Cols, int Rows>
+const thread vec<T, 2>& simdgroup_matrix<T, Cols, Rows>::thread_elements()
+    const {
+  return __elements;
+}
+template <typename T, int Cols, int Rows>
+simdgroup_matrix<T, Cols, Rows> make_filled_simdgroup_matrix(T value) {
+  __mr::check_mat_shape<Cols, Rows>();
+  simdgroup_matrix<T, Cols, Rows> m;
+  m.__elements = vec<T, 2>(value);
+  return m;
+}
+
+namespace __mr {
+template <typename T, int Cols, int Rows, typename P>
+METAL_FUNC void mat_load(
+    thread simdgroup_matrix<T, Cols, Rows>& d,
+    P src,
+    size_t per_row,
+    ulong2 origin,
+    bool transpose) {
+  check_mat_shape<Cols, Rows>();
+  Ex e = begin(0, 5, MR_MATRIX_LOAD);
+  MatCoord c = mat_coord(e.lane);
+  for (int j = 0; j < 2; j++)
+    d.__elements[j] =
+        src[mat_offset(c.row, c.col + j, per_row, origin, transpose)];
+  end(e);
+}
+template <typename T, int Cols, int Rows, typename P>
+METAL_FUNC void mat_store(
+    simdgroup_matrix<T, Cols, Rows> a,
+    P dst,
+    size_t per_row,
+    ulong2 origin,
+    bool transpose) {
+  check_mat_shape<Cols, Rows>();
+  Ex e = begin(0, 5, MR_MATRIX_STORE);
+  MatCoord c = mat_coord(e.lane);
+  for (int j = 0; j < 2; j++)
+    dst[mat_offset(c.row, c.col + j, per_row, origin, transpose)] =
+        a.__elements[j];
+  end(e);
+}
+} // namespace __mr
+
+template <typename T, int Cols, int Rows>
+void simdgroup_load(
+    thread simdgroup_matrix<T, Cols, Rows>& d,
+    const device T* src,
+    size_t elements_per_row,
+    ulong2 matrix_origin,
+    bool transpose_matrix) {
+  __mr::mat_load(d, src, elements_per_row, matrix_origin, transpose_matrix);
+}
+template <typename T, int Cols, int Rows>
+void simdgroup_load(
+    thread simdgroup_matrix<T, Cols, Rows>& d,
+    const threadgroup T* src,
+    size_t elements_per_row,
+    ulong2 matrix_origin,
+    bool transpose_matrix) {
+  __mr::mat_load(d, src, elements_per_row, matrix_origin, transpose_matrix);
+}
+template <typename T, int Cols, int Rows>
+void simdgroup_store(
+    simdgroup_matrix<T, Cols, Rows> a,
+    device T* dst,
+    size_t elements_per_row,
+    ulong2 matrix_origin,
+    bool transpose_matrix) {
+  __mr::mat_store(a, dst, elements_per_row, matrix_origin, transpose_matrix);
+}
+template <typename T, int Cols, int Rows>
+void simdgroup_store(
+    simdgroup_matrix<T, Cols, Rows> a,
+    threadgroup T* dst,
+    size_t elements_per_row,
+    ulong2 matrix_origin,
+    bool transpose_matrix) {
+  __mr::mat_store(a, dst, elements_per_row, matrix_origin, transpose_matrix);
+}
+
+template <
+    typename TD,
+    typename TA,
+    typename TB,
+    typename TC,
+    int M,
+    int N,
+    int K>
+void simdgroup_multiply_accumulate(
+    thread simdgroup_matrix<TD, N, M>& d,
+    const thread simdgroup_matrix<TA, K, M>& a,
+    const thread simdgroup_matrix<TB, N, K>& b,
+    const thread simdgroup_matrix<TC, N, M>& c) {
+  __mr::check_mat_shape<N, M>();
+  __mr::check_mat_shape<K, M>();
+  // A lane that has exited holds zeros (MSL leaves its elements undefined).
+  struct {
+    float a[2], b[2];
+  } mine = {
+      {float(a.__elements[0]), float(a.__elements[1])},
+      {float(b.__elements[0]), float(b.__elements[1])}};
+  __mr::Ex e = __mr::begin(mine, 5, MR_MATRIX_MULTIPLY);
+  float A[8][8] = {}, B[8][8] = {};
+  for (unsigned l = 0; l < 32; l++) {
+    if (!e.on(l))
+      continue;
+    const float* v = (const float*)(e.slots + 16 * l);
+    __mr::MatCoord p = __mr::mat_coord(l);
+    A[p.row][p.col] = v[0];
+    A[p.row][p.col + 1] = v[1];
+    B[p.row][p.col] = v[2];
+    B[p.row][p.col + 1] = v[3];
+  }
+  __mr::MatCoord p = __mr::mat_coord(e.lane);
+  float out[2];
+  for (int j = 0; j < 2; j++) {
+    float s = 0;
+    for (int k = 0; k < 8; k++)
+      s = __builtin_fmaf(A[p.row][k], B[k][p.col + j], s);
+    out[j] = s + float(c.__elements[j]);
+  }
+  __mr::end(e);
+  d.__elements[0] = TD(out[0]);
+  d.__elements[1] = TD(out[1]);
+}
+template <typename TD, typename TA, typename TB, int M, int N, int K>
+void simdgroup_multiply(
+    thread simdgroup_matrix<TD, N, M>& d,
+    const thread simdgroup_matrix<TA, K, M>& a,
+    const thread simdgroup_matrix<TB, N, K>& b) {
+  simdgroup_multiply_accumulate(
+      d, a, b, make_filled_simdgroup_matrix<TD, N, M>(0));
+}
+
 namespace __shim {
 // check_metal's rewrite of `threadgroup T x[n];`, with a number per
 // declaration: one allocation per running threadgroup and declaration.

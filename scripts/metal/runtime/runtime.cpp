@@ -241,6 +241,10 @@ void __mr_exchange_end(int level) {
       0);
 }
 
+unsigned __mr_lane(void) {
+  return g_cur->lane;
+}
+
 void __mr_threadgroup_barrier(void) {
   arrive_wait(
       g_tg->tg_bar, [] { return g_tg->alive; }, "threadgroup_barrier", 0);

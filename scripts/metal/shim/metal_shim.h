@@ -674,6 +674,9 @@ using simd_type = enable_if_t<is_simd_type<T>, remove_cv_t<T>>;
 } // namespace __shim
 } // namespace metal
 
+// metal_math's constants that MLX's kernels use.
+#define M_LOG2E_F 1.44269504088896340736f
+
 ///////////////////////////////////////////////////////////////////////////////
 // Math (metal_math, metal_common, metal_integer): metal::, metal::fast:: and
 // metal::precise:: have the same functions.
@@ -1037,6 +1040,9 @@ struct simdgroup_matrix {
   explicit simdgroup_matrix(T);
   thread vec<T, 2>& thread_elements();
   const thread vec<T, 2>& thread_elements() const;
+  // This lane's two elements: the executor's storage (metal_exec.h), which
+  // Metal keeps to itself.
+  vec<T, 2> __elements;
 };
 
 typedef simdgroup_matrix<half, 8, 8> simdgroup_half8x8;
