@@ -1,33 +1,52 @@
 #!/usr/bin/env python3
-"""Peak memory and time of one prefill chunk of quantized attention on the CPU.
+"""Peak memory and time of one prefill chunk of quantized attention.
 
 One chunk of 512 queries at the end of a cache of L keys (causal: query i sees
 keys up to L - 512 + i), 32 query heads sharing 8 KV heads, head dimension
-128, B=1. For each cache length it runs, on the CPU stream:
+128, B=1, on the CPU (--device cpu, the default) or on a CUDA GPU (--device
+gpu). For each cache length it runs:
 
 - the fused kernel: mx.fast.quantized_scaled_dot_product_attention over
-  turbo4, turbo3 and affine 4-bit (group 64) caches;
-- the fallback, which dequantizes all of K and V (turbo) or multiplies the
-  packed cache (affine) and materializes the scores: the same call under
-  mx.vjp, which is how training reaches it (and what ran for more than 8
-  queries before the tiled kernel);
+  turbo4, turbo3 and affine 4-bit (group 64) caches (where a backend has no
+  kernel for the shape, the call itself falls back: the graph column says
+  what MLX built);
+- the fallback, which dequantizes all of K and V (turbo, and every format on
+  the GPU) or multiplies the packed cache (affine on the CPU) and attends
+  with ordinary ops: the same call under mx.vjp, which is how training
+  reaches it (and what ran for more than 8 queries before the tiled kernel);
+- on the GPU also "dequant+sdpa": mx.dequantize of K and V, then
+  mx.fast.scaled_dot_product_attention, which is what the call runs for
+  inference where no kernel covers it (the vjp fallback asks the SDPA for its
+  logsumexp too);
 - mx.fast.scaled_dot_product_attention over an unquantized cache in the
-  queries' dtype.
+  queries' dtype (on the GPU its cuDNN path, unless MLX_CUDA_USE_CUDNN_SDPA=0).
 
 "extra MiB" is mx.get_peak_memory() after the call (the peak was reset just
 before it) minus the memory that was in use before it: the call's output and
-temporaries. It counts what MLX's allocator hands out; the fused kernel's own
+temporaries. It counts what MLX's allocator hands out; the CPU kernel's own
 per-task buffers (a few hundred KiB a thread) are outside it. Time is the
 median wall time of a few runs after a warm-up (one run when a call takes
 longer than --slow seconds).
 
-    bench_prefill.py [--lengths 8192 32768] [--dtypes float32 float16]
-                     [--out results/prefill_cpu.md]
+On the GPU (or with --isolate) each format's rows, and the unquantized SDPA,
+run in a child process of their own, so that a crash (cuDNN's SDPA crashed
+on one machine) costs only those rows: the table notes what was lost. The
+table is rewritten after each of them.
+
+    bench_prefill.py [--device cpu|gpu] [--lengths 8192 32768]
+                     [--dtypes float32 float16] [--out results/prefill_cpu.md]
 """
 
 import argparse
+import io
+import json
+import os
 import platform
+import re
 import statistics
+import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -39,7 +58,13 @@ FORMATS = {
     "turbo3": dict(mode="turbo3"),
     "affine4": dict(mode="affine", group_size=64, bits=4),
 }
+SDPA = "sdpa (unquantized)"
+CUDNN = "MLX_CUDA_USE_CUDNN_SDPA"
 MiB = 2**20
+# Lines of a child's standard output that carry results start with this.
+TAG = "@bench "
+# Substrings of the rows to run (--only); empty: all.
+ONLY = []
 
 
 def measure(fn, rounds, slow):
@@ -62,109 +87,337 @@ def measure(fn, rounds, slow):
     return statistics.median(times), extra
 
 
-def bench(length, dtype, rounds, slow, variants):
+def graph_of(out):
+    """What computes `out`: the fused kernel, MLX's SDPA primitive or ops."""
+    try:
+        dot = io.StringIO()
+        mx.export_to_dot(dot, out)
+        labels = set(re.findall(r'label ="(\w+)"', dot.getvalue()))
+    except Exception as e:  # only a label for the table
+        return f"? ({type(e).__name__})"
+    if "QuantizedScaledDotProductAttention" in labels:
+        return "qsdpa kernel"
+    if "ScaledDotProductAttention" in labels:
+        return "sdpa kernel"
+    return "ops"
+
+
+def groups_of(variants):
+    """The groups of rows, each run together: the unquantized SDPA and one per
+    format (only those that --only leaves)."""
+    names = [SDPA] + [f"{f} {v}" for f in FORMATS for v in variants]
+    return [
+        g
+        for g in [SDPA, *FORMATS]
+        if any(n.startswith(g) and selected(n) for n in names)
+    ]
+
+
+def selected(name):
+    return not ONLY or any(s in name for s in ONLY)
+
+
+def bench(length, dtype, group, args, emit):
+    """Runs the rows of `group` (SDPA or a format) and emits each."""
     mx.random.seed(0)
     scale = DIM**-0.5
     q = mx.random.normal((1, HEADS, CHUNK, DIM)).astype(dtype)
     k = mx.random.normal((1, KV_HEADS, length, DIM)).astype(dtype)
     v = mx.random.normal((1, KV_HEADS, length, DIM)).astype(dtype)
     mx.eval(q, k, v)
-    rows = []
 
     def run(name, fn, cache_bytes):
-        if variants and not any(s in name for s in variants):
+        if not selected(name) or (
+            name != SDPA and name.split()[-1] not in args.variants
+        ):
             return
-        seconds, extra = measure(fn, rounds, slow)
-        rows.append((name, seconds, extra, cache_bytes))
-        print(
-            f"  L={length} {dtype} {name}: {seconds * 1e3:.0f} ms, "
-            f"{extra / MiB:.1f} MiB",
-            flush=True,
-        )
+        row = dict(kind="row", length=length, dtype=str(dtype).split(".")[-1])
+        row.update(name=name, cache=cache_bytes)
+        try:
+            graph = graph_of(fn())
+            seconds, extra = measure(fn, args.rounds, args.slow)
+        except Exception as e:
+            emit(dict(row, error=f"{type(e).__name__}: {e}"))
+            return
+        emit(dict(row, seconds=seconds, extra=extra, graph=graph))
 
-    run(
-        "sdpa (unquantized)",
-        lambda: mx.fast.scaled_dot_product_attention(
-            q, k, v, scale=scale, mask="causal"
-        ),
-        k.nbytes + v.nbytes,
-    )
-    for name, fmt in FORMATS.items():
-        k_parts = mx.quantize(k, **fmt)
-        v_parts = mx.quantize(v, **fmt)
-        mx.eval(k_parts, v_parts)
-        kwargs = dict(scale=scale, causal=True, **fmt)
-        if fmt["mode"] == "affine":
-            kwargs.update(k_biases=k_parts[2], v_biases=v_parts[2])
-
-        def attend(q, k_parts=k_parts, v_parts=v_parts, kwargs=kwargs):
-            return mx.fast.quantized_scaled_dot_product_attention(
-                q, k_parts[0], k_parts[1], v_parts[0], v_parts[1], **kwargs
-            )
-
-        cache = sum(a.nbytes for a in (*k_parts, *v_parts))
-        run(f"{name} fused", lambda: attend(q), cache)
+    if group == SDPA:
         run(
-            f"{name} fallback",
-            lambda: mx.vjp(attend, [q], [mx.zeros_like(q)])[0][0],
-            cache,
+            SDPA,
+            lambda: mx.fast.scaled_dot_product_attention(
+                q, k, v, scale=scale, mask="causal"
+            ),
+            k.nbytes + v.nbytes,
         )
-        del k_parts, v_parts
-    return rows
+        return
+    fmt = FORMATS[group]
+    # On the GPU quantized on the CPU, as in bench_speed_cuda.py.
+    stream = mx.cpu if args.device == "gpu" else None
+    k_parts = mx.quantize(k, **fmt, stream=stream)
+    v_parts = mx.quantize(v, **fmt, stream=stream)
+    mx.eval(k_parts, v_parts)
+    del k, v
+    kwargs = dict(scale=scale, causal=True, **fmt)
+    if fmt["mode"] == "affine":
+        kwargs.update(k_biases=k_parts[2], v_biases=v_parts[2])
+
+    def attend(q):
+        return mx.fast.quantized_scaled_dot_product_attention(
+            q, k_parts[0], k_parts[1], v_parts[0], v_parts[1], **kwargs
+        )
+
+    def dequantize_then_attend():
+        def dequantize(parts):
+            biases = parts[2] if fmt["mode"] == "affine" else None
+            return mx.dequantize(parts[0], parts[1], biases, **fmt, dtype=q.dtype)
+
+        return mx.fast.scaled_dot_product_attention(
+            q, dequantize(k_parts), dequantize(v_parts), scale=scale, mask="causal"
+        )
+
+    cache = sum(a.nbytes for a in (*k_parts, *v_parts))
+    run(f"{group} fused", lambda: attend(q), cache)
+    run(
+        f"{group} fallback",
+        lambda: mx.vjp(attend, [q], [mx.zeros_like(q)])[0][0],
+        cache,
+    )
+    run(f"{group} dequant+sdpa", dequantize_then_attend, cache)
+
+
+def info():
+    try:
+        name = mx.device_info().get("device_name", "")
+    except Exception:
+        name = ""
+    return dict(kind="info", mlx=mx.__version__, device_name=name)
+
+
+def report(message):
+    print(TAG + json.dumps(message), flush=True)
+
+
+def run_child(length, dtype, group, args, emit):
+    """Runs one group in a child process; a crash or a child that outlives
+    --child-timeout becomes a note."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child"]
+    cmd += ["--device", args.device, "--lengths", str(length), "--dtypes", dtype]
+    cmd += ["--group", group, "--rounds", str(args.rounds), "--slow", str(args.slow)]
+    cmd += ["--variants", *args.variants]
+    if ONLY:
+        cmd += ["--only", *ONLY]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    timer = threading.Timer(args.child_timeout, proc.kill)
+    timer.start()
+    try:
+        for line in proc.stdout:
+            if line.startswith(TAG):
+                emit(json.loads(line[len(TAG) :]))
+            else:
+                print(line, end="", flush=True)
+    finally:
+        proc.wait()
+        timed_out = not timer.is_alive()
+        timer.cancel()
+    if proc.returncode != 0:
+        why = (
+            f"killed after {args.child_timeout:.0f} s"
+            if timed_out
+            else f"exit status {proc.returncode}"
+        )
+        emit(
+            dict(
+                kind="note",
+                text=f"L={length} {dtype} {group}: the process died ({why}); "
+                "the rows it had not reported are missing.",
+            )
+        )
+
+
+class Table:
+    def __init__(self, args):
+        self.args = args
+        self.info = {}
+        self.rows = []
+        self.notes = []
+        self.complete = False
+
+    def add(self, message):
+        kind = message["kind"]
+        if kind == "info":
+            self.info = message
+        elif kind == "row":
+            self.rows.append(message)
+            what = (
+                f"{message['seconds'] * 1e3:.1f} ms, {message['extra'] / MiB:.1f} MiB"
+                if "seconds" in message
+                else message["error"]
+            )
+            print(
+                f"  L={message['length']} {message['dtype']} {message['name']}: {what}",
+                flush=True,
+            )
+        elif kind == "note" and message["text"] not in self.notes:
+            self.notes.append(message["text"])
+            print("  " + message["text"], flush=True)
+
+    def render(self):
+        a = self.args
+        gpu = a.device == "gpu"
+        cudnn = os.environ.get(CUDNN)
+        machine = self.info.get("device_name") or (
+            "CUDA GPU"
+            if gpu
+            else f"{platform.machine()} ({platform.processor() or 'cpu'})"
+        )
+        lines = [
+            f"# Quantized SDPA prefill on {'a CUDA GPU' if gpu else 'the CPU'}: "
+            "one 512-query chunk",
+            "",
+            f"Written by scripts/bench_prefill.py on {machine} with mlx "
+            f"{self.info.get('mlx', mx.__version__)}.",
+            f"B=1, {HEADS} query heads, {KV_HEADS} KV heads, head dim {DIM}, "
+            f"{CHUNK} queries at the end of L keys, causal. Query dtype as given "
+            "(the cache's floats and the output are in it too). extra MiB = peak "
+            "of MLX's allocator during the call minus what was in use before it "
+            "(output included); fp16 K/V = size of the unquantized float16 cache. "
+            "Time: median wall time. x vs fallback: against the faster of the "
+            "format's fallback rows; x vs sdpa: against the unquantized SDPA in the "
+            "same dtype; graph: what MLX built for the call (qsdpa kernel, sdpa "
+            "kernel or ops).",
+        ]
+        if gpu:
+            lines.append(
+                "On the GPU: "
+                + (f"{CUDNN}={cudnn}" if cudnn is not None else f"{CUDNN} unset")
+                + " (MLX's SDPA takes 512 queries only through cuDNN: sdpa kernel "
+                "means cuDNN, ops means the materialized scores); the caches were "
+                "quantized on the CPU; dequant+sdpa = mx.dequantize of K and V, "
+                "then mx.fast.scaled_dot_product_attention."
+            )
+        lines += [
+            "",
+            "| L | dtype | path | ms | x vs fallback | x vs sdpa | extra MiB "
+            "| extra / fp16 K/V | cache MiB | graph |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        errors = []
+        times = {
+            (r["length"], r["dtype"], r["name"]): r["seconds"]
+            for r in self.rows
+            if "seconds" in r
+        }
+        for r in self.rows:
+            length, dtype, name = r["length"], r["dtype"], r["name"]
+            if "seconds" not in r:
+                errors.append(f"L={length} {dtype} {name}: {r['error'][:400]}")
+                continue
+            t, fp16_kv = r["seconds"], 2 * KV_HEADS * length * DIM * 2
+            ms = f"{t * 1e3:.2f}" if t < 0.1 else f"{t * 1e3:.0f}"
+            vs_fallback = vs_sdpa = ""
+            if name != SDPA:
+                group = name.split()[0]
+                fallbacks = [
+                    times[key]
+                    for key in [
+                        (length, dtype, f"{group} {v}")
+                        for v in ("fallback", "dequant+sdpa")
+                    ]
+                    if key in times
+                ]
+                if name.endswith("fused") and fallbacks:
+                    vs_fallback = f"{min(fallbacks) / t:.2f}"
+                if (length, dtype, SDPA) in times:
+                    vs_sdpa = f"{times[(length, dtype, SDPA)] / t:.2f}"
+            lines.append(
+                f"| {length} | {dtype} | {name} | {ms} | {vs_fallback} "
+                f"| {vs_sdpa} | {r['extra'] / MiB:.1f} | {r['extra'] / fp16_kv:.3f} "
+                f"| {r['cache'] / MiB:.1f} | {r['graph']} |"
+            )
+        notes = self.notes + [f"did not run: {e}" for e in errors]
+        if notes:
+            lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]
+        if not self.complete:
+            lines += ["", "(Partial: the run had not finished when this was written.)"]
+        return "\n".join(lines) + "\n"
+
+    def write(self):
+        self.args.out.parent.mkdir(parents=True, exist_ok=True)
+        self.args.out.write_text(self.render())
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     parser.add_argument("--lengths", type=int, nargs="+", default=[8192, 32768])
     parser.add_argument(
-        "--dtypes", nargs="+", default=["float32", "float16"], help="query dtypes"
+        "--dtypes",
+        nargs="+",
+        help="query dtypes (default: float32 float16 on the CPU, float16 on the GPU)",
     )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--slow", type=float, default=10.0)
     parser.add_argument(
         "--only", nargs="*", default=[], help="run only variants naming these"
     )
-    parser.add_argument("--out", type=Path, default=Path("results/prefill_cpu.md"))
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="default: results/prefill_cpu.md, or results/prefill_cuda.md on the GPU",
+    )
+    parser.add_argument(
+        "--isolate",
+        action=argparse.BooleanOptionalAction,
+        help="each group of rows in a child process (default: on the GPU)",
+    )
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        choices=["fused", "fallback", "dequant+sdpa"],
+        help="rows of each format (default: fused fallback, and dequant+sdpa "
+        "on the GPU)",
+    )
+    parser.add_argument(
+        "--child-timeout",
+        type=float,
+        default=300,
+        help="seconds a child process may run before it is killed",
+    )
+    # Internal: the group a child process runs.
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--group", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    gpu = args.device == "gpu"
+    args.dtypes = args.dtypes or (["float16"] if gpu else ["float32", "float16"])
+    args.variants = args.variants or (
+        ["fused", "fallback"] + (["dequant+sdpa"] if gpu else [])
+    )
+    args.out = args.out or Path(f"results/prefill_{'cuda' if gpu else 'cpu'}.md")
+    args.isolate = gpu if args.isolate is None else args.isolate
+    ONLY[:] = args.only
 
-    mx.set_default_device(mx.cpu)
-    lines = [
-        "# Quantized SDPA prefill on the CPU: one 512-query chunk",
-        "",
-        f"Written by scripts/bench_prefill.py on {platform.machine()} "
-        f"({platform.processor() or 'cpu'}) with mlx {mx.__version__}.",
-        f"B=1, {HEADS} query heads, {KV_HEADS} KV heads, head dim {DIM}, "
-        f"{CHUNK} queries at the end of L keys, causal. Query dtype as given "
-        "(the cache's floats and the output are in it too). extra MiB = peak "
-        "of MLX's allocator during the call minus what was in use before it "
-        "(output included); fp16 K/V = size of the unquantized float16 cache. "
-        "Time: median wall time.",
-        "",
-        "| L | dtype | path | ms | x vs fallback | extra MiB "
-        "| extra / fp16 K/V | cache MiB |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    print("\n".join(lines), flush=True)
-    table = []
+    mx.set_default_device(mx.gpu if gpu else mx.cpu)
+    if args.child:
+        report(info())
+        dtype = args.dtypes[0]
+        bench(args.lengths[0], getattr(mx, dtype), args.group, args, report)
+        return
+
+    table = Table(args)
+    if not args.isolate:
+        table.add(info())
     for length in args.lengths:
-        fp16_kv = 2 * KV_HEADS * length * DIM * 2
         for dtype in args.dtypes:
-            rows = bench(length, getattr(mx, dtype), args.rounds, args.slow, args.only)
-            times = {name: t for name, t, _, _ in rows}
-            for name, t, extra, cache in rows:
-                fallback = times.get(name.replace("fused", "fallback"))
-                vs = f"{fallback / t:.2f}" if "fused" in name and fallback else ""
-                line = (
-                    f"| {length} | {dtype} | {name} | {t * 1e3:.0f} | {vs} "
-                    f"| {extra / MiB:.1f} | {extra / fp16_kv:.3f} "
-                    f"| {cache / MiB:.1f} |"
-                )
-                table.append(line)
-    lines += table
-    text = "\n".join(lines) + "\n"
+            for group in groups_of(args.variants):
+                if args.isolate:
+                    run_child(length, dtype, group, args, table.add)
+                else:
+                    bench(length, getattr(mx, dtype), group, args, table.add)
+                table.write()
+    table.complete = True
+    text = table.render()
     print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    table.write()
     print(f"wrote {args.out}")
 
 
