@@ -219,6 +219,8 @@ def run_child(length, dtype, group, args, emit):
         proc.wait()
         timed_out = not timer.is_alive()
         timer.cancel()
+    if timed_out and proc.returncode != 0:
+        args.hangs += 1
     if proc.returncode != 0:
         why = (
             f"killed after {args.child_timeout:.0f} s"
@@ -380,8 +382,9 @@ def main():
     parser.add_argument(
         "--child-timeout",
         type=float,
-        default=300,
-        help="seconds a child process may run before it is killed",
+        default=150,
+        help="seconds a child process may run before it is killed; after two "
+        "such, the groups left are not run",
     )
     # Internal: the group a child process runs.
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -394,6 +397,7 @@ def main():
     )
     args.out = args.out or Path(f"results/prefill_{'cuda' if gpu else 'cpu'}.md")
     args.isolate = gpu if args.isolate is None else args.isolate
+    args.hangs = 0  # children killed by the timeout
     ONLY[:] = args.only
 
     mx.set_default_device(mx.gpu if gpu else mx.cpu)
@@ -409,7 +413,15 @@ def main():
     for length in args.lengths:
         for dtype in args.dtypes:
             for group in groups_of(args.variants):
-                if args.isolate:
+                if args.hangs >= 2:
+                    table.add(
+                        dict(
+                            kind="note",
+                            text=f"L={length} {dtype} {group}: not run, two "
+                            "child processes hung already.",
+                        )
+                    )
+                elif args.isolate:
                     run_child(length, dtype, group, args, table.add)
                 else:
                     bench(length, getattr(mx, dtype), group, args, table.add)
