@@ -7,6 +7,7 @@
 #                       machine's Python packages where the toolkit lacks them)
 #   device.sh test      the CUDA tests and upstream's quantized SDPA tests
 #   device.sh bench     scripts/bench_speed_cuda.py
+#   device.sh prefill   scripts/bench_prefill.py --device gpu
 # Outputs go to $OUT when it is set.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -120,9 +121,20 @@ STUB
     ;;
   bench)
     export LD_LIBRARY_PATH=/opt/cuda-libs/lib:$BLAS/lib:${LD_LIBRARY_PATH:-}
-    # cuDNN's SDPA crashes on float16 decode on this machine.
+    # cuDNN's SDPA crashed on float16 decode on one machine: the script times
+    # MLX's float16 SDPA with cuDNN on and off in processes of their own; the
+    # quantized rows (whose fallback attends through MLX's SDPA) run with it
+    # off.
     export PYTHONPATH=$ROOT/mlx/python MLX_CUDA_USE_CUDNN_SDPA=0
     $PY scripts/bench_speed_cuda.py --out "$OUT/speed_cuda.md"
+    ;;
+  prefill)
+    export LD_LIBRARY_PATH=/opt/cuda-libs/lib:$BLAS/lib:${LD_LIBRARY_PATH:-}
+    # cuDNN on (MLX's default): the issue's baseline. Each group of rows runs
+    # in a process of its own, so a cuDNN crash costs only that group.
+    export PYTHONPATH=$ROOT/mlx/python
+    unset MLX_CUDA_USE_CUDNN_SDPA
+    $PY scripts/bench_prefill.py --device gpu --out "$OUT/prefill_cuda.md"
     ;;
   *) echo "unknown step $1" >&2; exit 2 ;;
 esac
