@@ -201,7 +201,7 @@ def test_the_tiled_kernel_matrix_covers_the_issue():
     sinks, GQA 1, 4 and 8, batches, every format and mixed pairs, every dtype
     and head dimension, transposed queries and caches, both schedules."""
     full = [c for c in CASES if c.dispatch == "quant_sdpa_full"]
-    assert {9, 16, 33, 100} <= {c.Lq for c in full}
+    assert {9, 16, 33, 100, 512} <= {c.Lq for c in full}
     assert any(c.Lq % 32 for c in full) and any(c.Lq % 32 == 0 for c in full)
     assert any(c.causal and c.N > c.Lq for c in full)
     assert any(c.causal and c.N == c.Lq for c in full)

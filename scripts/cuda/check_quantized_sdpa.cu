@@ -1,12 +1,19 @@
 // Checks and times the series' CUDA quantized SDPA kernels
 // (mlx/backend/cuda/quantized_sdpa.cuh) on their own, without building MLX:
 // random packed keys and values, decoded on the host, against attention in
-// double precision; then decode times at long contexts.
+// double precision; then decode times at long contexts. The tiled kernel for
+// many queries is checked the same way, in float16 and bfloat16.
 //
 //   nvcc -std=c++20 -O3 -arch=sm_90a -I mlx check_quantized_sdpa.cu
 //   ./a.out            (exits 1 if a check fails)
 //   QSDPA_PROFILE=1 ./a.out   (one turbo4 case at 128K keys, for ncu)
+//   QSDPA_PREFILL=1 ./a.out   (the tiled kernel for many queries only)
+//   (built with -DQSDPA_TIME_ONLY: only the tiled kernel's times, quick to
+//   build)
+//   The checker needs only quantized_sdpa.cuh, steel/defines.cuh and
+//   turbo_codebooks.h of the MLX tree.
 
+#include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include <algorithm>
@@ -17,10 +24,24 @@
 #include <string>
 #include <vector>
 
-#include "mlx/backend/common/turbo_quant.h"
+#include "mlx/backend/common/turbo_codebooks.h"
 #include "mlx/backend/cuda/quantized_sdpa.cuh"
 
+#include <thread>
+
 using namespace mlx::core;
+
+// The codebooks, without the rest of MLX's headers.
+template <int bits>
+struct TurboCodebook;
+template <>
+struct TurboCodebook<3> {
+  static constexpr float centroids[8] = {MLX_TURBO3_CENTROIDS};
+};
+template <>
+struct TurboCodebook<4> {
+  static constexpr float centroids[16] = {MLX_TURBO4_CENTROIDS};
+};
 
 #define CHECK(x)                                                      \
   do {                                                                \
@@ -95,10 +116,19 @@ struct Side {
   Format f;
   std::vector<uint32_t> w;
   std::vector<__half> scales, biases;
+  // The same scales and biases in bfloat16, if `bf16` (then `decoded` is
+  // of those).
+  std::vector<__nv_bfloat16> scales_bf, biases_bf;
   std::vector<float> decoded;
   int words_per_row, groups_per_row;
 
-  Side(const Format& f, int64_t rows, int dim, std::mt19937& rng, bool decode)
+  Side(
+      const Format& f,
+      int64_t rows,
+      int dim,
+      std::mt19937& rng,
+      bool decode,
+      bool bf16 = false)
       : f(f) {
     words_per_row = dim * f.bits / 32;
     groups_per_row = f.turbo ? 1 : dim / f.group_size;
@@ -109,8 +139,16 @@ struct Side {
     std::uniform_real_distribution<float> u(0.5f, 1.5f), b(-0.5f, 0.5f);
     float unit = f.turbo ? 1.0f : 2.0f / ((1 << f.bits) - 1);
     for (int64_t i = 0; i < rows * groups_per_row; ++i) {
-      scales.push_back(__float2half(unit * u(rng)));
-      biases.push_back(__float2half(-1.0f + 0.2f * b(rng)));
+      float sc = unit * u(rng);
+      float bi = -1.0f + 0.2f * b(rng);
+      if (bf16) {
+        scales_bf.push_back(__float2bfloat16(sc));
+        biases_bf.push_back(__float2bfloat16(bi));
+        sc = __bfloat162float(scales_bf.back());
+        bi = __bfloat162float(biases_bf.back());
+      }
+      scales.push_back(__float2half(sc));
+      biases.push_back(__float2half(bi));
     }
     if (!decode) {
       return;
@@ -455,6 +493,404 @@ int check_all(std::mt19937& rng) {
   return failures;
 }
 
+// ---------------------------------------------------------------------------
+// The tiled kernel for many queries (quantized_sdpa_tiled_pass1 and pass 2),
+// in float16 and bfloat16.
+
+template <typename T>
+T to_type(float x) {
+  if constexpr (std::is_same_v<T, __half>) {
+    return __float2half(x);
+  } else {
+    return __float2bfloat16(x);
+  }
+}
+
+template <typename T>
+float from_type(T x) {
+  if constexpr (std::is_same_v<T, __half>) {
+    return __half2float(x);
+  } else {
+    return __bfloat162float(x);
+  }
+}
+
+// What the prefill checks add to a problem: a boolean mask whose query 0
+// sees no key, an additive mask whose query 0 is -inf throughout (NaN out).
+struct Prefill {
+  Problem p;
+  bool empty_row = false;
+};
+
+// Attention in double over the decoded rows, with the fallback's semantics:
+// a key a boolean mask hides scores the lowest finite value (a row that sees
+// no key gives the mean of the values), an additive mask is added (a row of
+// -inf gives NaN, as does the fallback's softmax).
+std::vector<double> reference_prefill(
+    const Problem& p,
+    const std::vector<float>& q,
+    const Side& k,
+    const Side& v,
+    const std::vector<uint8_t>* bmask,
+    const std::vector<float>* fmask,
+    const std::vector<float>* sinks) {
+  int D = p.dim, gqa = p.q_heads / p.kv_heads;
+  double scale = 1.0 / std::sqrt(double(D));
+  std::vector<double> out(size_t(p.batch) * p.q_heads * p.q_len * D);
+  auto head = [&](int b, int h) {
+    std::vector<double> s(p.k_len);
+    int64_t kv0 = (int64_t(b) * p.kv_heads + h / gqa) * p.k_len;
+    for (int i = 0; i < p.q_len; ++i) {
+      int64_t row = (int64_t(b) * p.q_heads + h) * p.q_len + i;
+      double mx = sinks ? double((*sinks)[h]) : -INFINITY;
+      for (int j = 0; j < p.k_len; ++j) {
+        double dot = 0;
+        for (int e = 0; e < D; ++e) {
+          dot += double(q[row * D + e]) * k.decoded[(kv0 + j) * D + e];
+        }
+        s[j] = dot * scale;
+        int64_t m = row * p.k_len + j;
+        bool keep = !p.causal || j <= p.k_len - p.q_len + i;
+        if (bmask) {
+          keep = keep && (*bmask)[m];
+        }
+        if (fmask) {
+          s[j] += double((*fmask)[m]);
+        }
+        if (!keep) {
+          s[j] = -1e300;
+        }
+        mx = std::max(mx, s[j]);
+      }
+      double sum = sinks ? std::exp(double((*sinks)[h]) - mx) : 0.0;
+      for (int j = 0; j < p.k_len; ++j) {
+        s[j] = std::exp(s[j] - mx);
+        sum += s[j];
+      }
+      for (int e = 0; e < D; ++e) {
+        double acc = 0;
+        for (int j = 0; j < p.k_len; ++j) {
+          acc += s[j] * v.decoded[(kv0 + j) * D + e];
+        }
+        out[row * D + e] = acc / sum;
+      }
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int b = 0; b < p.batch; ++b) {
+    for (int h = 0; h < p.q_heads; ++h) {
+      threads.emplace_back(head, b, h);
+    }
+  }
+  for (auto& th : threads) {
+    th.join();
+  }
+  return out;
+}
+
+template <typename T, typename R>
+R rows_of_t(const Side& s, const DeviceBuffer<uint32_t>& w,
+            const DeviceBuffer<T>& sc, const DeviceBuffer<T>& bi) {
+  R r{};
+  r.w = w.ptr;
+  r.scales = sc.ptr;
+  r.words_per_row = s.words_per_row;
+  if constexpr (R::has_biases) {
+    r.biases = bi.ptr;
+    r.groups_per_row = s.groups_per_row;
+  }
+  return r;
+}
+
+// Runs the tiled kernel and pass 2 on a random problem; returns the relative
+// RMS error against reference_prefill (NaN where the reference is NaN must
+// be NaN, else the error is infinite), or, with `time_ms`, only times it.
+template <typename T, int D, typename KR, typename VR>
+double check_prefill(
+    const Prefill& pf,
+    const Format& kf,
+    const Format& vf,
+    std::mt19937& rng,
+    float* time_ms = nullptr,
+    int reps = 0) {
+  const Problem& p = pf.p;
+  constexpr bool bf16 = !std::is_same_v<T, __half>;
+  int64_t kv_rows = int64_t(p.batch) * p.kv_heads * p.k_len;
+  bool decode = !time_ms;
+  Side k(kf, kv_rows, D, rng, decode, bf16), v(vf, kv_rows, D, rng, decode, bf16);
+  std::normal_distribution<float> n(0, 1);
+  size_t n_rows = size_t(p.batch) * p.q_heads * p.q_len;
+  std::vector<T> q(n_rows * D);
+  std::vector<float> qf(q.size());
+  for (size_t i = 0; i < q.size(); ++i) {
+    q[i] = to_type<T>(n(rng));
+    qf[i] = from_type<T>(q[i]);
+  }
+  size_t mask_size = n_rows * p.k_len;
+  std::vector<uint8_t> bmask;
+  std::vector<T> fmask, sinks;
+  std::vector<float> fmask_f, sinks_f;
+  if (p.bool_mask) {
+    std::bernoulli_distribution keep(0.7);
+    for (size_t i = 0; i < mask_size; ++i) {
+      bool empty = pf.empty_row && (i / p.k_len) % p.q_len == 0;
+      bmask.push_back(!empty && keep(rng));
+    }
+  }
+  if (p.float_mask) {
+    for (size_t i = 0; i < mask_size; ++i) {
+      bool empty = pf.empty_row && (i / p.k_len) % p.q_len == 0;
+      float x = empty ? -INFINITY : (i % 7 == 3 ? -INFINITY : n(rng));
+      fmask.push_back(to_type<T>(x));
+      fmask_f.push_back(from_type<T>(fmask.back()));
+    }
+  }
+  if (p.sinks) {
+    for (int h = 0; h < p.q_heads; ++h) {
+      sinks.push_back(to_type<T>(n(rng)));
+      sinks_f.push_back(from_type<T>(sinks.back()));
+    }
+  }
+  std::vector<T> ks, kb, vs, vb;
+  auto convert = [&](const std::vector<__half>& a, const std::vector<__nv_bfloat16>& c,
+                     std::vector<T>& out) {
+    if constexpr (bf16) {
+      out = c;
+    } else {
+      out = a;
+    }
+  };
+  convert(k.scales, k.scales_bf, ks);
+  convert(k.biases, k.biases_bf, kb);
+  convert(v.scales, v.scales_bf, vs);
+  convert(v.biases, v.biases_bf, vb);
+  DeviceBuffer<uint32_t> kw(k.w), vw(v.w);
+  DeviceBuffer<T> d_ks(ks), d_kb(kb), d_vs(vs), d_vb(vb);
+  KR keys = rows_of_t<T, KR>(k, kw, d_ks, d_kb);
+  VR values = rows_of_t<T, VR>(v, vw, d_vs, d_vb);
+
+  int sms;
+  CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  auto plan = cu::quantized_sdpa_tile_plan(
+      p.batch, p.kv_heads, p.q_heads / p.kv_heads * p.q_len, p.k_len, sms);
+  int blocks = plan.grid.blocks;
+  int rows = int(n_rows);
+  DeviceBuffer<T> dq(q);
+  DeviceBuffer<float> pout(size_t(rows) * blocks * D), pmax(size_t(rows) * blocks),
+      psum(size_t(rows) * blocks);
+  DeviceBuffer<T> out(size_t(rows) * D);
+  DeviceBuffer<uint8_t> bm(bmask);
+  DeviceBuffer<T> fm(fmask), sk(sinks);
+
+  cu::QuantizedSdpaParams params{};
+  params.n_kv_heads = p.kv_heads;
+  params.gqa = p.q_heads / p.kv_heads;
+  params.q_len = p.q_len;
+  params.k_len = p.k_len;
+  params.blocks = blocks;
+  params.chunk_len = plan.grid.chunk_len;
+  params.scale_log2 = (1.0f / std::sqrt(float(D))) * 1.44269504089f;
+  params.causal = p.causal;
+  params.mask_strides[0] = int64_t(p.q_heads) * p.q_len * p.k_len;
+  params.mask_strides[1] = int64_t(p.q_len) * p.k_len;
+  params.mask_strides[2] = p.k_len;
+  params.mask_strides[3] = 1;
+  cu::QuantizedSdpaCodebooks books{};
+  auto fill = [](const Format& f, float* lut) {
+    if (f.turbo) {
+      const float* c = f.bits == 3 ? TurboCodebook<3>::centroids
+                                   : TurboCodebook<4>::centroids;
+      std::copy(c, c + (1 << f.bits), lut);
+    }
+  };
+  fill(kf, books.keys);
+  fill(vf, books.values);
+
+  auto pass1 = cu::quantized_sdpa_tiled_pass1<T, D, KR, VR>;
+  size_t smem = cu::qsdpa_tile_smem(D);
+  CHECK(cudaFuncSetAttribute(
+      pass1, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  auto launch = [&]() {
+    pass1<<<dim3(p.kv_heads * plan.row_groups, p.batch, blocks),
+            dim3(32, cu::qsdpa_tile_warps),
+            smem>>>(
+        dq.ptr,
+        keys,
+        values,
+        p.bool_mask ? reinterpret_cast<const bool*>(bm.ptr) : nullptr,
+        p.float_mask ? fm.ptr : nullptr,
+        pout.ptr,
+        pmax.ptr,
+        psum.ptr,
+        params,
+        books);
+    cu::quantized_sdpa_pass2<T, D, VR><<<rows, D>>>(
+        pout.ptr,
+        pmax.ptr,
+        psum.ptr,
+        p.sinks ? sk.ptr : nullptr,
+        out.ptr,
+        values,
+        params,
+        books,
+        p.bool_mask || p.causal);
+  };
+  launch();
+  CHECK(cudaGetLastError());
+  CHECK(cudaDeviceSynchronize());
+  if (time_ms) {
+    *time_ms = median_ms(reps, launch);
+    return 0;
+  }
+  auto host = out.to_host();
+  auto ref = reference_prefill(
+      p,
+      qf,
+      k,
+      v,
+      p.bool_mask ? &bmask : nullptr,
+      p.float_mask ? &fmask_f : nullptr,
+      p.sinks ? &sinks_f : nullptr);
+  double num = 0, den = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    double o = from_type<T>(host[i]);
+    if (std::isnan(ref[i]) || std::isnan(o)) {
+      if (std::isnan(ref[i]) != std::isnan(o)) {
+        return INFINITY;
+      }
+      continue;
+    }
+    num += (o - ref[i]) * (o - ref[i]);
+    den += ref[i] * ref[i];
+  }
+  return std::sqrt(num / den);
+}
+
+template <typename T, int D>
+int check_prefill_all(std::mt19937& rng) {
+  constexpr bool bf16 = !std::is_same_v<T, __half>;
+  int failures = 0;
+  auto report = [&](const char* what, const Format& kf, const Format& vf,
+                    const Prefill& pf, double err) {
+    const Problem& p = pf.p;
+    bool ok = err < (bf16 ? 1.5e-2 : 2e-3);
+    failures += !ok;
+    std::printf(
+        "%-4s %s D=%d %-11s/%-11s B=%d Hq=%d Hkv=%d Lq=%d Lk=%d %-9s rel err %.2e\n",
+        ok ? "ok" : "FAIL", bf16 ? "bf16" : "fp16", D, kf.name.c_str(),
+        vf.name.c_str(), p.batch, p.q_heads, p.kv_heads, p.q_len, p.k_len, what,
+        err);
+  };
+  using R3 = cu::TurboRows<T, 3>;
+  using R4 = cu::TurboRows<T, 4>;
+  using A4 = cu::AffineRows<T, 4, 64>;
+  using A4b = cu::AffineRows<T, 4, 32>;
+  using A6 = cu::AffineRows<T, 6, 32>;
+  using A8 = cu::AffineRows<T, 8, 32>;
+  using A8b = cu::AffineRows<T, 8, 64>;
+  const Format affine4_32{"affine4 g32", false, 4, 32};
+  // Every pair of formats, causal, 33 queries (a block of 64 rows spans two
+  // query heads), keys off the tiles.
+  {
+    Prefill c{{2, 8, 2, 33, 301, D}};
+    c.p.causal = true;
+#define PAIR(KR, VR, kf, vf) \
+    report("causal", kf, vf, c, check_prefill<T, D, KR, VR>(c, kf, vf, rng))
+    PAIR(R3, R3, turbo3, turbo3);
+    PAIR(R4, R4, turbo4, turbo4);
+    PAIR(A4, A4, affine4, affine4);
+    PAIR(A4b, A4b, affine4_32, affine4_32);
+    PAIR(A6, A6, affine6, affine6);
+    PAIR(A8, A8, affine8, affine8);
+    PAIR(A8b, A8b, affine8_64, affine8_64);
+    PAIR(A8b, R4, affine8_64, turbo4);
+    PAIR(A8, R3, affine8, turbo3);
+    PAIR(R4, R3, turbo4, turbo3);
+#undef PAIR
+  }
+  if (bf16) {
+    return failures;
+  }
+  for (int q_len : {9, 16, 100}) {
+    Prefill a{{2, 8, 2, q_len, 1003, D}};
+    report("plain", turbo4, turbo4, a, check_prefill<T, D, R4, R4>(a, turbo4, turbo4, rng));
+    Prefill c = a;
+    c.p.causal = true;
+    report("causal", turbo4, turbo4, c, check_prefill<T, D, R4, R4>(c, turbo4, turbo4, rng));
+    Prefill m = a;
+    m.p.bool_mask = true;
+    m.empty_row = true;
+    report("bool+empty", turbo3, turbo3, m, check_prefill<T, D, R3, R3>(m, turbo3, turbo3, rng));
+    Prefill f = a;
+    f.p.float_mask = true;
+    f.empty_row = true;
+    report("add+-inf", affine8, turbo4, f, check_prefill<T, D, A8, R4>(f, affine8, turbo4, rng));
+    Prefill s = c;
+    s.p.sinks = true;
+    report("caus+sink", turbo4, turbo4, s, check_prefill<T, D, R4, R4>(s, turbo4, turbo4, rng));
+    Prefill bs = m;
+    bs.p.sinks = true;
+    report("bool+sink", affine4, affine4, bs, check_prefill<T, D, A4, A4>(bs, affine4, affine4, rng));
+  }
+  // GQA 1 and 8, the query length equal to the key length, and a long cache
+  // split over many chunks (some past the causal limit of their rows).
+  Prefill g1{{2, 4, 4, 40, 200, D}};
+  g1.p.causal = true;
+  report("gqa1", turbo4, turbo4, g1, check_prefill<T, D, R4, R4>(g1, turbo4, turbo4, rng));
+  Prefill g8{{1, 8, 1, 20, 500, D}};
+  g8.p.causal = true;
+  report("gqa8", turbo3, turbo3, g8, check_prefill<T, D, R3, R3>(g8, turbo3, turbo3, rng));
+  Prefill sq{{1, 2, 2, 130, 130, D}};
+  sq.p.causal = true;
+  report("Lq=Lk", affine8, affine8, sq, check_prefill<T, D, A8, A8>(sq, affine8, affine8, rng));
+  Prefill lg{{1, 4, 1, 16, 4000, D}};
+  lg.p.causal = true;
+  report("chunks", turbo4, turbo4, lg, check_prefill<T, D, R4, R4>(lg, turbo4, turbo4, rng));
+  lg.p.causal = false;
+  lg.p.bool_mask = true;
+  report("chunks", turbo4, turbo3, lg, check_prefill<T, D, R4, R3>(lg, turbo4, turbo3, rng));
+  return failures;
+}
+
+// Times of the tiled kernel on the issue's case: 512 queries against 32K keys,
+// 32 query heads over 8 KV heads, D = 128.
+void time_prefill(std::mt19937& rng) {
+  std::printf("| case | ms | TFLOP/s (QK and PV) |\n|---|---|---|\n");
+  for (bool causal : {true, false}) {
+    Prefill pf{{1, 32, 8, 512, 32768, 128}};
+    pf.p.causal = causal;
+    auto time = [&](const char* name, auto kr, auto vr, const Format& kf,
+                    const Format& vf) {
+      float ms;
+      check_prefill<__half, 128, decltype(kr), decltype(vr)>(pf, kf, vf, rng, &ms, 10);
+      double flops = 4.0 * 32 * 512 * 32768.0 * 128;
+      std::printf(
+          "| %s %s | %.3f | %.0f |\n", name, causal ? "causal" : "plain", ms,
+          flops / (ms / 1e3) / 1e12);
+    };
+    time("turbo4", cu::TurboRows<__half, 4>{}, cu::TurboRows<__half, 4>{}, turbo4, turbo4);
+    if (causal) {
+      time("turbo3", cu::TurboRows<__half, 3>{}, cu::TurboRows<__half, 3>{}, turbo3, turbo3);
+      time("affine8 g32", cu::AffineRows<__half, 8, 32>{}, cu::AffineRows<__half, 8, 32>{}, affine8, affine8);
+      time("affine4 g64", cu::AffineRows<__half, 4, 64>{}, cu::AffineRows<__half, 4, 64>{}, affine4, affine4);
+    }
+  }
+  // 16 queries (speculative verification) against 32K keys: the keys split.
+  Prefill v{{1, 32, 8, 16, 32768, 128}};
+  v.p.causal = true;
+  float ms;
+  check_prefill<__half, 128, cu::TurboRows<__half, 4>, cu::TurboRows<__half, 4>>(
+      v, turbo4, turbo4, rng, &ms, 20);
+  std::printf("| turbo4 causal Lq=16 | %.3f | |\n", ms);
+}
+
+#ifdef QSDPA_TIME_ONLY
+int main() {
+  std::mt19937 rng(0);
+  time_prefill(rng);
+  return 0;
+}
+#else
 int main() {
   std::mt19937 rng(0);
   if (std::getenv("QSDPA_PROFILE")) {
@@ -467,7 +903,22 @@ int main() {
     std::printf("turbo4 128K: %.1f us\n", ms * 1e3);
     return 0;
   }
+  if (std::getenv("QSDPA_PREFILL")) {
+    // The tiled kernel only: checks, then times.
+    int failures = check_prefill_all<__half, 64>(rng) +
+        check_prefill_all<__half, 128>(rng) +
+        check_prefill_all<__half, 256>(rng) +
+        check_prefill_all<__nv_bfloat16, 64>(rng) +
+        check_prefill_all<__nv_bfloat16, 128>(rng) +
+        check_prefill_all<__nv_bfloat16, 256>(rng);
+    time_prefill(rng);
+    std::printf("%d checks failed\n", failures);
+    return failures ? 1 : 0;
+  }
   int failures = check_all<64>(rng) + check_all<128>(rng) + check_all<256>(rng);
+  failures += check_prefill_all<__half, 64>(rng) +
+      check_prefill_all<__half, 128>(rng) + check_prefill_all<__half, 256>(rng) +
+      check_prefill_all<__nv_bfloat16, 128>(rng);
 
   // Copy bandwidth of the card, bytes read plus written.
   size_t n = size_t(1) << 30;
@@ -502,3 +953,4 @@ int main() {
   std::printf("%d checks failed\n", failures);
   return failures ? 1 : 0;
 }
+#endif

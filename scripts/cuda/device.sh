@@ -115,7 +115,7 @@ STUB
   test)
     export LD_LIBRARY_PATH=/opt/cuda-libs/lib:$BLAS/lib:${LD_LIBRARY_PATH:-}
     export PYTHONPATH=$ROOT/mlx/python MLX_CUDA_USE_CUDNN_SDPA=0
-    $PY -m pytest -q -p no:cacheprovider python_tests/test_cuda.py 2>&1 | tail -40 | tee "$OUT/test_cuda.txt"
+    $PY -m pytest -q -p no:cacheprovider python_tests/test_cuda.py python_tests/test_cuda_prefill.py 2>&1 | tail -40 | tee "$OUT/test_cuda.txt"
     (cd mlx/python/tests && DEVICE=gpu $PY -m pytest -q -p no:cacheprovider \
       test_quantized.py -k "sdpa or turbo" 2>&1 | tail -25) | tee "$OUT/test_quantized_gpu.txt"
     ;;

@@ -767,6 +767,8 @@ def full_cases():
         ),
         Case(key=TURBO4, Lq=17, N=70, kv_transposed=True, Hq=4, Hkv=2, **full),
         Case(key=TURBO4, Lq=16, N=40, schedules=("sg_greedy",), **full),
+        # A prefill chunk: 512 queries at the end of 1024 keys.
+        Case(key=TURBO4, Lq=512, N=1024, causal=True, Hq=2, dtype="float16", **full),
     ]
 
 

@@ -1,0 +1,214 @@
+"""Quantized SDPA with many queries on a CUDA GPU: the tiled tensor-core
+kernel against float64 attention over the decoded cache, in every format
+pair the GPU kernels read, with GQA, batches, causal chunks at the end of the
+cache, boolean and additive masks and sinks; and that the kernel ran, not the
+fallback that dequantizes the whole cache. Skipped without a CUDA GPU (CI
+has none). The float64 reference and the masks are the CPU tests'."""
+
+import itertools
+
+import mlx.core as mx
+import numpy as np
+import pytest
+from test_quantized_prefill import masks, reference
+
+pytestmark = pytest.mark.skipif(not mx.cuda.is_available(), reason="needs a CUDA GPU")
+
+FORMATS = {
+    "turbo3": dict(mode="turbo3"),
+    "turbo4": dict(mode="turbo4"),
+    "affine4 g32": dict(mode="affine", group_size=32, bits=4),
+    "affine4 g64": dict(mode="affine", group_size=64, bits=4),
+    "affine8 g32": dict(mode="affine", group_size=32, bits=8),
+    "affine8 g64": dict(mode="affine", group_size=64, bits=8),
+}
+# Each format alone, and the mixed pairs of qsdpa_gpu_pair.
+PAIRS = [(f, f) for f in FORMATS] + [
+    ("affine8 g32", "turbo4"),
+    ("affine8 g64", "turbo3"),
+    ("turbo4", "turbo3"),
+]
+# Relative to the outputs' norm: averages over many keys are small, so an
+# absolute tolerance would hide lost keys.
+TOL = {mx.float16: 5e-3, mx.bfloat16: 2e-2}
+
+
+def case(B, Hq, Hkv, L_q, L_k, D, kf, vf, dtype, seed):
+    mx.random.seed(seed)
+    q = mx.random.normal((B, Hq, L_q, D)).astype(dtype)
+    k = mx.random.normal((B, Hkv, L_k, D)).astype(dtype)
+    v = mx.random.normal((B, Hkv, L_k, D)).astype(dtype)
+    k_parts = mx.quantize(k, **FORMATS[kf])
+    v_parts = mx.quantize(v, **FORMATS[vf])
+    k_hat = mx.dequantize(*k_parts, **FORMATS[kf], dtype=mx.float32)
+    v_hat = mx.dequantize(*v_parts, **FORMATS[vf], dtype=mx.float32)
+    mx.eval(q, k_parts, v_parts, k_hat, v_hat)
+    return q, k_parts, v_parts, k_hat, v_hat
+
+
+def attend(q, k_parts, v_parts, kf, vf, **kwargs):
+    kwargs.update(FORMATS[kf])
+    kwargs.update({f"v_{key}": value for key, value in FORMATS[vf].items()})
+    if FORMATS[kf]["mode"] == "affine":
+        kwargs["k_biases"] = k_parts[2]
+    if FORMATS[vf]["mode"] == "affine":
+        kwargs["v_biases"] = v_parts[2]
+    return mx.fast.quantized_scaled_dot_product_attention(
+        q, k_parts[0], k_parts[1], v_parts[0], v_parts[1], **kwargs
+    )
+
+
+def check(out, expected, dtype, what=""):
+    out = np.array(out.astype(mx.float32), dtype=np.float64)
+    nan = np.isnan(expected)
+    assert np.array_equal(np.isnan(out), nan), what
+    error = np.linalg.norm(out[~nan] - expected[~nan])
+    error /= np.linalg.norm(expected[~nan])
+    assert error < TOL[dtype], f"{what}: {error:.2e}"
+
+
+# Every format pair with every query length, alternating GQA 1/4/8, dtypes
+# and causal or not; L_k from just above L_q to 4K.
+LENGTHS = [(9, 40), (16, 300), (33, 1000), (100, 777), (512, 4096)]
+GRID = [
+    (kf, vf, L_q, L_k)
+    for (kf, vf), (L_q, L_k) in itertools.product(PAIRS, LENGTHS)
+    if L_q < 512 or kf == vf or kf == "affine8 g32"
+]
+
+
+@pytest.mark.parametrize("kf,vf,L_q,L_k", GRID)
+def test_formats_and_lengths(kf, vf, L_q, L_k):
+    i = GRID.index((kf, vf, L_q, L_k))
+    gqa = (1, 4, 8)[i % 3]
+    dtype = (mx.float16, mx.bfloat16)[i % 2]
+    causal = (i // 2) % 2 == 0
+    Hkv = 1 if L_q == 512 else 2
+    D = 128
+    q, k_parts, v_parts, k_hat, v_hat = case(
+        2, Hkv * gqa, Hkv, L_q, L_k, D, kf, vf, dtype, seed=i
+    )
+    out = attend(q, k_parts, v_parts, kf, vf, scale=D**-0.5, causal=causal)
+    assert out.shape == q.shape and out.dtype == dtype
+    check(out, reference(q, k_hat, v_hat, D**-0.5, causal=causal), dtype)
+
+
+@pytest.mark.parametrize("D", [64, 128, 256])
+@pytest.mark.parametrize("dtype", [mx.float16, mx.bfloat16])
+@pytest.mark.parametrize(
+    "kf,vf", [("turbo4", "turbo4"), ("affine8 g32", "turbo3"), ("affine4 g64",) * 2]
+)
+def test_head_dims(D, dtype, kf, vf):
+    q, k_parts, v_parts, k_hat, v_hat = case(2, 8, 2, 37, 333, D, kf, vf, dtype, seed=D)
+    out = attend(q, k_parts, v_parts, kf, vf, scale=D**-0.5, causal=True)
+    check(out, reference(q, k_hat, v_hat, D**-0.5, causal=True), dtype)
+
+
+@pytest.mark.parametrize(
+    "L_q,L_k", [(9, 9), (16, 16), (100, 100), (33, 64), (100, 4096), (512, 3000)]
+)
+@pytest.mark.parametrize("fmt", ["turbo4", "affine4 g64"])
+def test_causal_chunk_at_the_end(L_q, L_k, fmt):
+    q, k_parts, v_parts, k_hat, v_hat = case(
+        2, 8, 2, L_q, L_k, 128, fmt, fmt, mx.float16, seed=L_q + L_k
+    )
+    out = attend(q, k_parts, v_parts, fmt, fmt, scale=0.1, causal=True)
+    check(out, reference(q, k_hat, v_hat, 0.1, causal=True), mx.float16)
+
+
+def test_more_queries_than_keys_falls_back():
+    # The first queries of a causal chunk longer than the cache see no key:
+    # the fallback gives them what scaled_dot_product_attention does.
+    q, k_parts, v_parts, k_hat, v_hat = case(
+        2, 8, 2, 20, 12, 64, "turbo4", "turbo4", mx.float16, seed=3
+    )
+    out = attend(q, k_parts, v_parts, "turbo4", "turbo4", scale=0.125, causal=True)
+    k, v = (
+        mx.dequantize(*p, mode="turbo4", dtype=mx.float16) for p in (k_parts, v_parts)
+    )
+    sdpa = mx.fast.scaled_dot_product_attention(q, k, v, scale=0.125, mask="causal")
+    assert mx.allclose(out, sdpa, atol=5e-3, rtol=5e-3).item()
+
+
+@pytest.mark.parametrize("L_q,L_k", [(9, 100), (33, 500), (100, 1000)])
+@pytest.mark.parametrize("fmt", ["turbo3", "turbo4", "affine8 g32"])
+@pytest.mark.parametrize("gqa", [1, 4, 8])
+def test_masks(L_q, L_k, fmt, gqa):
+    Hq = 2 * gqa
+    dtype = mx.float16
+    q, k_parts, v_parts, k_hat, v_hat = case(
+        2, Hq, 2, L_q, L_k, 128, fmt, fmt, dtype, seed=L_q * gqa
+    )
+    for name, mask in masks(2, Hq, L_q, L_k, seed=L_q).items():
+        if mask.dtype != mx.bool_:
+            mask = mask.astype(dtype)
+        out = attend(q, k_parts, v_parts, fmt, fmt, scale=0.1, mask=mask)
+        check(out, reference(q, k_hat, v_hat, 0.1, mask=mask), dtype, name)
+
+
+def test_fully_masked_rows():
+    # Rows with every key masked: the mean of the values for a boolean mask,
+    # NaN for an additive one, 0 with sinks; as scaled_dot_product_attention.
+    q, k_parts, v_parts, k_hat, v_hat = case(
+        1, 4, 2, 12, 200, 64, "turbo4", "turbo4", mx.float16, seed=5
+    )
+    keep = np.ones((1, 1, 12, 200), dtype=bool)
+    keep[..., 3, :] = False
+    keep[..., 7, 64:] = False
+    keep = mx.array(keep)
+    for mask, sinks in [
+        (keep, None),
+        (mx.where(keep, 0.0, -float("inf")).astype(mx.float16), None),
+        (keep, mx.array([0.5, -1.0, 0.0, 2.0], dtype=mx.float16)),
+    ]:
+        kwargs = dict(scale=0.125, mask=mask, sinks=sinks)
+        out = attend(q, k_parts, v_parts, "turbo4", "turbo4", **kwargs)
+        check(out, reference(q, k_hat, v_hat, **kwargs), mx.float16)
+
+
+@pytest.mark.parametrize("L_q,L_k", [(16, 200), (100, 2000)])
+@pytest.mark.parametrize("kf,vf", [("turbo4", "turbo4"), ("affine8 g32", "turbo3")])
+@pytest.mark.parametrize("how", ["plain", "causal", "mask"])
+def test_sinks(L_q, L_k, kf, vf, how):
+    dtype = mx.bfloat16 if how == "mask" else mx.float16
+    q, k_parts, v_parts, k_hat, v_hat = case(
+        2, 8, 2, L_q, L_k, 128, kf, vf, dtype, seed=L_q
+    )
+    sinks = (mx.random.normal((8,)) * 3).astype(dtype)
+    kwargs = dict(scale=0.1, sinks=sinks)
+    if how == "causal":
+        kwargs["causal"] = True
+    elif how == "mask":
+        kwargs["mask"] = masks(2, 8, L_q, L_k, seed=1)["bool"]
+    out = attend(q, k_parts, v_parts, kf, vf, **kwargs)
+    check(out, reference(q, k_hat, v_hat, **kwargs), dtype)
+
+
+def test_sliced_cache():
+    # A cache that grows in steps is a slice of a larger buffer.
+    q, k_parts, v_parts, _, _ = case(
+        2, 8, 2, 64, 1024, 128, "turbo4", "turbo4", mx.float16, seed=9
+    )
+    sliced = [[a[..., :700, :] for a in p] for p in (k_parts, v_parts)]
+    dense = [[mx.contiguous(a) for a in p] for p in sliced]
+    a = attend(q, *sliced, "turbo4", "turbo4", scale=0.1, causal=True)
+    b = attend(q, *dense, "turbo4", "turbo4", scale=0.1, causal=True)
+    assert mx.array_equal(a, b).item()
+
+
+def test_kernel_ran():
+    # The fallback dequantizes all of K and V (here 134 MB in float16); the
+    # kernel allocates its output and the chunks' partials only.
+    B, Hq, Hkv, L_q, L_k, D = 1, 32, 8, 16, 32768, 128
+    q, k_parts, v_parts, k_hat, v_hat = case(
+        B, Hq, Hkv, L_q, L_k, D, "turbo4", "turbo4", mx.float16, seed=21
+    )
+    del k_hat, v_hat
+    mx.synchronize()
+    mx.reset_peak_memory()
+    before = mx.get_active_memory()
+    out = attend(q, k_parts, v_parts, "turbo4", "turbo4", scale=0.1, causal=True)
+    mx.eval(out)
+    extra = mx.get_peak_memory() - before
+    dequantized = 2 * B * Hkv * L_k * D * 2
+    assert extra < dequantized // 4, (extra, dequantized)
