@@ -49,11 +49,11 @@ SEEDS = {
         "    return OutT(codebook[v]);",
         "cannot initialize a variable of type 'const __global float *",
     ),
-    # Only instantiating quant_sdpa_vector_2pass_1 for Turbo3 reaches it.
+    # Only instantiating the quantized SDPA kernels for Turbo3 reaches it.
     "unsupported_bits_in_dispatch": (
         "sdpa_vector.h",
-        "QUANT_SDPA_DISPATCH(Turbo3, D, 3)",
-        "QUANT_SDPA_DISPATCH(Turbo3, D, 5)",
+        "QUANT_SDPA_FORMAT(CASE, Turbo3, D, 3)",
+        "QUANT_SDPA_FORMAT(CASE, Turbo3, D, 5)",
         "unsupported quant bits",
     ),
 }
