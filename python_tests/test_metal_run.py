@@ -369,6 +369,7 @@ def test_host_side_is_read_from_the_dispatch_code(tmp_path):
         tree / C.DISPATCH,
         "size_t k_stride = k.shape(1) == 1",
         "size_t k_stride = frobnicate() + k.shape(1) == 1",
+        times=2,  # quant_sdpa_vector_2pass and quant_sdpa_full
     )
     with pytest.raises(host.HostError, match="cannot follow"):
         metal_run.plan(tree, case)
