@@ -2,11 +2,18 @@
 // (mlx/backend/cuda/quantized_sdpa.cuh) on their own, without building MLX:
 // random packed keys and values, decoded on the host, against attention in
 // double precision; then decode times at long contexts. The tiled kernel for
-// many queries is checked the same way, in float16 and bfloat16.
+// many queries is checked the same way, in float16 and bfloat16. The
+// tensor-core decoding kernel (turbo4, turbo3, turbo4 keys with turbo3
+// values) is checked on the device like the others, and its operands on the
+// host first (check_operands: which table entry each lane reads for each
+// mma operand).
 //
 //   nvcc -std=c++20 -O3 -arch=sm_90a -I mlx check_quantized_sdpa.cu
 //   ./a.out            (exits 1 if a check fails)
-//   QSDPA_PROFILE=1 ./a.out   (one turbo4 case at 128K keys, for ncu)
+//   QSDPA_HOST_ONLY=1 ./a.out   (the host checks of the operands only: no
+//                               GPU needed)
+//   QSDPA_PROFILE=1 ./a.out   (one turbo4 case at 128K keys, for ncu;
+//                             QSDPA_PROFILE=turbo3: turbo3 on tensor cores)
 //   QSDPA_PREFILL=1 ./a.out   (the tiled kernel for many queries only)
 //   (built with -DQSDPA_TIME_ONLY: only the tiled kernel's times, quick to
 //   build)
@@ -181,6 +188,10 @@ struct Side {
 struct Problem {
   int batch, q_heads, kv_heads, q_len, k_len, dim;
   bool causal = false, bool_mask = false, float_mask = false, sinks = false;
+  // Decoding checks only (the prefill checks have Prefill::empty_row): every
+  // third query row sees no key (all masked out), and an additive mask is
+  // -inf at some keys of the other rows too.
+  bool empty_rows = false;
 };
 
 // Runs pass 1 (on tensor cores if `mma`, for turbo4 only) and pass 2 for one
@@ -334,8 +345,11 @@ std::vector<double> reference(
           if (fmask) {
             s[j] += double(__half2float((*fmask)[m]));
           }
+          // A key a boolean or causal mask hides scores the lowest value: a
+          // row that sees no key gives the mean of the values, as pass 2
+          // does. (A row whose additive mask is -inf throughout gives NaN.)
           if (!keep) {
-            s[j] = -INFINITY;
+            s[j] = -1e300;
           }
           mx = std::max(mx, s[j]);
         }
@@ -378,15 +392,19 @@ double check_case(
   size_t mask_size = size_t(p.batch) * p.q_heads * p.q_len * p.k_len;
   std::vector<uint8_t> bmask;
   std::vector<__half> fmask, sinks;
+  auto empty = [&](size_t i) {
+    return p.empty_rows && (i / p.k_len) % 3 == 1;
+  };
   if (p.bool_mask) {
     std::bernoulli_distribution keep(0.7);
     for (size_t i = 0; i < mask_size; ++i) {
-      bmask.push_back(keep(rng) || i % p.k_len == 0);
+      bmask.push_back(!empty(i) && (keep(rng) || i % p.k_len == 0));
     }
   }
   if (p.float_mask) {
     for (size_t i = 0; i < mask_size; ++i) {
-      fmask.push_back(__float2half(n(rng)));
+      bool inf = empty(i) || (p.empty_rows && i % 7 == 3);
+      fmask.push_back(__float2half(inf ? -INFINITY : n(rng)));
     }
   }
   if (p.sinks) {
@@ -425,8 +443,15 @@ double check_case(
       p.bool_mask ? &bmask : nullptr,
       p.float_mask ? &fmask : nullptr,
       p.sinks ? &sinks : nullptr);
+  // NaN where the reference is NaN must be NaN, else the error is infinite.
   double num = 0, den = 0;
   for (size_t i = 0; i < ref.size(); ++i) {
+    if (std::isnan(ref[i]) || std::isnan(out[i])) {
+      if (std::isnan(ref[i]) != std::isnan(out[i])) {
+        return INFINITY;
+      }
+      continue;
+    }
     num += (out[i] - ref[i]) * (out[i] - ref[i]);
     den += ref[i] * ref[i];
   }
@@ -446,9 +471,10 @@ int check_all(std::mt19937& rng) {
     bool ok = err < 2e-3;
     failures += !ok;
     std::printf(
-        "%-4s D=%d %-11s/%-11s B=%d Lq=%d Lk=%d %-8s rel err %.2e\n",
+        "%-4s D=%d %-11s/%-11s B=%d Hq=%d Hkv=%d Lq=%d Lk=%d %-10s rel err "
+        "%.2e\n",
         ok ? "ok" : "FAIL", D, kf.name.c_str(), vf.name.c_str(), p.batch,
-        p.q_len, p.k_len, what, err);
+        p.q_heads, p.kv_heads, p.q_len, p.k_len, what, err);
   };
   for (int q_len : {1, 4, 8}) {
     Problem p{2, 8, 2, q_len, 1000, D};
@@ -489,8 +515,167 @@ int check_all(std::mt19937& rng) {
     Problem h{1, 24, 2, q_len, 1003, D};
     report("mma gqa12", turbo4, turbo4, h, check_case<D, R4, R4>(h, turbo4, turbo4, rng, true));
     report("gqa3", affine6, affine6, g, check_case<D, A6, A6>(g, affine6, affine6, rng));
+
+    // The tensor-core kernel for turbo3 keys and values, and for turbo4 keys
+    // with turbo3 values: every case above, then rows that see no key, GQA 1,
+    // 8 sequences and a long cache split over many chunks.
+    auto mma3 = [&](const char* what, const Problem& x) {
+      report(what, turbo3, turbo3, x, check_case<D, R3, R3>(x, turbo3, turbo3, rng, true));
+      report(what, turbo4, turbo3, x, check_case<D, R4, R3>(x, turbo4, turbo3, rng, true));
+    };
+    mma3("mma", p);
+    mma3("mma caus", c);
+    mma3("mma bool", m);
+    mma3("mma add", a);
+    mma3("mma gqa3", g);
+    mma3("mma gqa12", h);
+    // Every third row sees no key: the mean of the values with a boolean
+    // mask, NaN with an additive one (zero with a sink); the additive mask is
+    // -inf at some keys of the other rows.
+    Problem e = m;
+    e.empty_rows = true;
+    mma3("mma empty", e);
+    report("mma empty", turbo4, turbo4, e, check_case<D, R4, R4>(e, turbo4, turbo4, rng, true));
+    report("empty", turbo3, turbo3, e, check_case<D, R3, R3>(e, turbo3, turbo3, rng));
+    Problem f = p;
+    f.float_mask = true;
+    f.empty_rows = true;
+    mma3("mma -inf", f);
+    report("mma -inf", turbo4, turbo4, f, check_case<D, R4, R4>(f, turbo4, turbo4, rng, true));
+    report("-inf", turbo4, turbo3, f, check_case<D, R4, R3>(f, turbo4, turbo3, rng));
+    f.sinks = true;
+    mma3("mma -inf+sk", f);
+    Problem g1{2, 4, 4, q_len, 300, D};
+    mma3("mma gqa1", g1);
+    Problem b8{8, 8, 2, q_len, 517, D};
+    b8.causal = true;
+    mma3("mma B=8", b8);
+    Problem lg{1, 8, 1, q_len, 20011, D};
+    lg.bool_mask = true;
+    mma3("mma long", lg);
+    report("mma long", turbo4, turbo4, lg, check_case<D, R4, R4>(lg, turbo4, turbo4, rng, true));
   }
   return failures;
+}
+
+// ---------------------------------------------------------------------------
+// The operands of the tensor-core decoding kernel, on the host: for every
+// lane, the table entry that cu::TurboOperands picks for each mma operand,
+// from the words the kernel loads (its part of keys g and g + 8 and of values
+// 2t, 2t + 1, 2t + 8 and 2t + 9 of a tile of 16 random rows), against the
+// codes that the fragment layout of mma.m16n8k16 puts there (PTX ISA: a[0]
+// holds row g, columns 2t and 2t + 1 of A; a[1] row g + 8; a[2] columns
+// 2t + 8 and 2t + 9; a[3] both). The kernel's table holds at entry e the half2
+// of the centroids of codes e & (2^bits - 1) (low half) and e >> bits (high).
+// Scores: A is the 16 keys by 16 dimensions of k-step s, the dimensions of
+// column 2t + c (c < 2) being t D / 4 + 4 s + c and of column 2t + 8 + c
+// t D / 4 + 4 s + 2 + c, as the queries' B operand has them. Outputs: A is
+// m-tile i of V^T, row g being dimension g D / 8 + 2 i and row g + 8 the next,
+// column j value j.
+template <int bits, int D>
+int check_operands(std::mt19937& rng) {
+  using Ops = cu::TurboOperands<bits, D>;
+  using KeyPart = typename Ops::KeyPart;
+  using ValuePart = typename Ops::ValuePart;
+  constexpr int row_words = Ops::row_words;
+  static_assert(row_words == D * bits / 32, "row size");
+  int failures = 0;
+  auto fail = [&](const char* what, int lane, int step, int e, int expected,
+                  long long got) {
+    if (failures++ < 10) {
+      std::printf(
+          "FAIL operands turbo%d D=%d %s lane %d step %d a[%d]: entry %lld, "
+          "expected %d\n",
+          bits, D, what, lane, step, e, got, expected);
+    }
+  };
+  auto code = [](const uint32_t* row, int d) {
+    int64_t bit = int64_t(d) * bits;
+    uint64_t x = row[bit / 32];
+    if (bit % 32 + bits > 32) {
+      x |= uint64_t(row[bit / 32 + 1]) << 32;
+    }
+    return int((x >> (bit % 32)) & ((1u << bits) - 1));
+  };
+  // The entry at a byte offset into the table, -1 if none starts there.
+  auto entry_of = [](uint32_t offset) -> long long {
+    bool ok = offset % 128 == 0 && offset / 128 < uint32_t(Ops::entries);
+    return ok ? static_cast<long long>(offset / 128) : -1LL;
+  };
+  auto part_ok = [](int word, int words, int align) {
+    return word >= 0 && word + words <= row_words && word % align == 0 &&
+        row_words % align == 0;
+  };
+  std::vector<uint32_t> k(16 * row_words), v(16 * row_words);
+  for (int trial = 0; trial < 200; ++trial) {
+    for (auto& x : k) {
+      x = rng();
+    }
+    for (auto& x : v) {
+      x = rng();
+    }
+    for (int lane = 0; lane < 32; ++lane) {
+      const int g = lane / 4;
+      const int t = lane % 4;
+      const KeyPart key_part(t);
+      const ValuePart value_part(g);
+      if (!part_ok(key_part.word, KeyPart::words, KeyPart::align)) {
+        fail("key part", lane, key_part.word, 0, 0, 0);
+      }
+      if (!part_ok(value_part.word, ValuePart::words, ValuePart::align)) {
+        fail("value part", lane, value_part.word, 0, 0, 0);
+      }
+      uint32_t kw[2][KeyPart::words];
+      uint32_t vw[4][ValuePart::words];
+      for (int n = 0; n < 2; ++n) {
+        for (int w = 0; w < KeyPart::words; ++w) {
+          kw[n][w] = k[(g + 8 * n) * row_words + key_part.word + w];
+        }
+      }
+      for (int i = 0; i < 4; ++i) {
+        int key = 2 * t + (i & 1) + 8 * (i >> 1);
+        for (int w = 0; w < ValuePart::words; ++w) {
+          vw[i][w] = v[key * row_words + value_part.word + w];
+        }
+      }
+      for (int s = 0; s < D / 16; ++s) {
+        uint32_t a[4];
+        Ops::key_entries(key_part, kw, s, a);
+        for (int e = 0; e < 4; ++e) {
+          const uint32_t* row = &k[(g + 8 * (e % 2)) * row_words];
+          int d = t * (D / 4) + 4 * s + 2 * (e / 2);
+          int expected = code(row, d) | code(row, d + 1) << bits;
+          if (entry_of(a[e]) != expected) {
+            fail("keys", lane, s, e, expected, entry_of(a[e]));
+          }
+        }
+      }
+      const auto pairs = Ops::pair_values(value_part, vw);
+      for (int i = 0; i < D / 16; ++i) {
+        uint32_t a[4];
+        Ops::value_entries(pairs, i, a);
+        for (int e = 0; e < 4; ++e) {
+          int key = 2 * t + 8 * (e / 2);
+          int d = g * (D / 8) + 2 * i + e % 2;
+          int expected = code(&v[key * row_words], d) |
+              code(&v[(key + 1) * row_words], d) << bits;
+          if (entry_of(a[e]) != expected) {
+            fail("values", lane, i, e, expected, entry_of(a[e]));
+          }
+        }
+      }
+    }
+  }
+  std::printf(
+      "%-4s operands turbo%d D=%d (key part %d words, value part %d words)\n",
+      failures ? "FAIL" : "ok", bits, D, KeyPart::words, ValuePart::words);
+  return failures != 0;
+}
+
+int check_all_operands(std::mt19937& rng) {
+  return check_operands<3, 64>(rng) + check_operands<3, 128>(rng) +
+      check_operands<3, 256>(rng) + check_operands<4, 64>(rng) +
+      check_operands<4, 128>(rng) + check_operands<4, 256>(rng);
 }
 
 // ---------------------------------------------------------------------------
@@ -893,14 +1078,26 @@ int main() {
 #else
 int main() {
   std::mt19937 rng(0);
-  if (std::getenv("QSDPA_PROFILE")) {
-    // One turbo4 case at 128K keys, for a profiler.
+  if (std::getenv("QSDPA_HOST_ONLY")) {
+    int failures = check_all_operands(rng);
+    std::printf("%d checks failed\n", failures);
+    return failures ? 1 : 0;
+  }
+  if (const char* profile = std::getenv("QSDPA_PROFILE")) {
+    // One case at 128K keys on tensor cores, for a profiler: turbo4, or
+    // turbo3 with QSDPA_PROFILE=turbo3.
     Problem p{1, 32, 8, 1, 131072, 128};
     float ms;
     double gb;
-    check_case<128, cu::TurboRows<T, 4>, cu::TurboRows<T, 4>>(
-        p, turbo4, turbo4, rng, true, &ms, 20, &gb);
-    std::printf("turbo4 128K: %.1f us\n", ms * 1e3);
+    if (std::string(profile) == "turbo3") {
+      check_case<128, cu::TurboRows<T, 3>, cu::TurboRows<T, 3>>(
+          p, turbo3, turbo3, rng, true, &ms, 20, &gb);
+      std::printf("turbo3 128K: %.1f us\n", ms * 1e3);
+    } else {
+      check_case<128, cu::TurboRows<T, 4>, cu::TurboRows<T, 4>>(
+          p, turbo4, turbo4, rng, true, &ms, 20, &gb);
+      std::printf("turbo4 128K: %.1f us\n", ms * 1e3);
+    }
     return 0;
   }
   if (std::getenv("QSDPA_PREFILL")) {
@@ -915,7 +1112,8 @@ int main() {
     std::printf("%d checks failed\n", failures);
     return failures ? 1 : 0;
   }
-  int failures = check_all<64>(rng) + check_all<128>(rng) + check_all<256>(rng);
+  int failures = check_all_operands(rng);
+  failures += check_all<64>(rng) + check_all<128>(rng) + check_all<256>(rng);
   failures += check_prefill_all<__half, 64>(rng) +
       check_prefill_all<__half, 128>(rng) + check_prefill_all<__half, 256>(rng) +
       check_prefill_all<__nv_bfloat16, 128>(rng);
@@ -945,7 +1143,10 @@ int main() {
     };
     time("turbo4 mma", cu::TurboRows<T, 4>{}, cu::TurboRows<T, 4>{}, turbo4, turbo4, true);
     time("turbo4", cu::TurboRows<T, 4>{}, cu::TurboRows<T, 4>{}, turbo4, turbo4);
+    time("turbo3 mma", cu::TurboRows<T, 3>{}, cu::TurboRows<T, 3>{}, turbo3, turbo3, true);
     time("turbo3", cu::TurboRows<T, 3>{}, cu::TurboRows<T, 3>{}, turbo3, turbo3);
+    time("K4V3 mma", cu::TurboRows<T, 4>{}, cu::TurboRows<T, 3>{}, turbo4, turbo3, true);
+    time("K4V3", cu::TurboRows<T, 4>{}, cu::TurboRows<T, 3>{}, turbo4, turbo3);
     time("affine4 g64", cu::AffineRows<T, 4, 64>{}, cu::AffineRows<T, 4, 64>{}, affine4, affine4);
     time("affine8 g32", cu::AffineRows<T, 8, 32>{}, cu::AffineRows<T, 8, 32>{}, affine8, affine8);
     time("K8V4", cu::AffineRows<T, 8, 64>{}, cu::TurboRows<T, 4>{}, affine8_64, turbo4);

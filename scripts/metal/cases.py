@@ -104,6 +104,9 @@ class Case:
     # them the mean of the values with a boolean mask, NaN with an additive
     # one (0 with sinks).
     fully_masked: bool = False
+    # Fully masked rows of an additive mask filled with the dtype's lowest
+    # finite value instead of -inf: SDPA gives them the mean of the values.
+    mask_min: bool = False
     # Quantized keys and values (codes, scales, biases) stored as a
     # (B, N, Hkv, X) cache and transposed to (B, Hkv, N, X): MLX's eval_gpu
     # copies them unless their rows are packed (Hkv == 1); see copy_kv.
@@ -137,6 +140,7 @@ class Case:
                 ("causal", self.causal),
                 ("qT", self.q_transposed),
                 ("fullmask", self.fully_masked),
+                ("maskmin", self.mask_min),
                 ("kvT", self.kv_transposed),
             )
             if on
@@ -302,11 +306,13 @@ def prepare(c):
         mask = mx.array(m)
     elif c.mask == "additive":
         mask = normal((c.B, c.Hq, c.Lq, c.N))
+        fill = float(np.finfo(c.dtype if c.dtype != "bfloat16" else np.float32).min)
+        fill = fill if c.mask_min else -np.inf
         for row in masked_rows(c):
-            mask[row] = -np.inf
+            mask[row] = fill
         for row, key in sparse_rows(c):
             kept = mask[(*row, key)]
-            mask[row] = -np.inf
+            mask[row] = fill
             mask[(*row, key)] = kept
     sinks = normal((c.Hq,)) if c.sinks else None
 
@@ -742,6 +748,15 @@ def full_cases():
         Case(key=TURBO4, Lq=12, N=64, sinks=True, D=256, dtype="float16", **full),
         Case(key=MXFP4, Lq=20, N=77, mask="bool", sinks=True, D=64, **full),
         Case(key=TURBO4, Lq=10, N=50, mask="bool", fully_masked=True, **full),
+        Case(
+            key=TURBO4,
+            Lq=10,
+            N=50,
+            mask="additive",
+            fully_masked=True,
+            mask_min=True,
+            **full,
+        ),
         Case(
             key=TURBO3,
             value=TURBO3,
