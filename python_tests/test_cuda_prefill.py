@@ -3,13 +3,15 @@ kernel against float64 attention over the decoded cache, in every format
 pair the GPU kernels read, with GQA, batches, causal chunks at the end of the
 cache, boolean and additive masks and sinks; and that the kernel ran, not the
 fallback that dequantizes the whole cache. Skipped without a CUDA GPU (CI
-has none). The float64 reference and the masks are the CPU tests'."""
+has none). The float64 reference, the masks and the inputs are the CPU
+tests', over this file's formats."""
 
 import itertools
 
 import mlx.core as mx
 import numpy as np
 import pytest
+import test_quantized_prefill as cpu_tests
 from test_quantized_prefill import masks, reference
 
 pytestmark = pytest.mark.skipif(not mx.cuda.is_available(), reason="needs a CUDA GPU")
@@ -33,29 +35,12 @@ PAIRS = [(f, f) for f in FORMATS] + [
 TOL = {mx.float16: 5e-3, mx.bfloat16: 2e-2}
 
 
-def case(B, Hq, Hkv, L_q, L_k, D, kf, vf, dtype, seed):
-    mx.random.seed(seed)
-    q = mx.random.normal((B, Hq, L_q, D)).astype(dtype)
-    k = mx.random.normal((B, Hkv, L_k, D)).astype(dtype)
-    v = mx.random.normal((B, Hkv, L_k, D)).astype(dtype)
-    k_parts = mx.quantize(k, **FORMATS[kf])
-    v_parts = mx.quantize(v, **FORMATS[vf])
-    k_hat = mx.dequantize(*k_parts, **FORMATS[kf], dtype=mx.float32)
-    v_hat = mx.dequantize(*v_parts, **FORMATS[vf], dtype=mx.float32)
-    mx.eval(q, k_parts, v_parts, k_hat, v_hat)
-    return q, k_parts, v_parts, k_hat, v_hat
+def case(*args, **kwargs):
+    return cpu_tests.case(*args, formats=FORMATS, **kwargs)
 
 
-def attend(q, k_parts, v_parts, kf, vf, **kwargs):
-    kwargs.update(FORMATS[kf])
-    kwargs.update({f"v_{key}": value for key, value in FORMATS[vf].items()})
-    if FORMATS[kf]["mode"] == "affine":
-        kwargs["k_biases"] = k_parts[2]
-    if FORMATS[vf]["mode"] == "affine":
-        kwargs["v_biases"] = v_parts[2]
-    return mx.fast.quantized_scaled_dot_product_attention(
-        q, k_parts[0], k_parts[1], v_parts[0], v_parts[1], **kwargs
-    )
+def attend(*args, **kwargs):
+    return cpu_tests.attend(*args, formats=FORMATS, **kwargs)
 
 
 def check(out, expected, dtype, what=""):

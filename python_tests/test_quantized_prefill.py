@@ -39,18 +39,20 @@ def cpu():
         yield
 
 
-def quantize(x, fmt):
-    parts = mx.quantize(x, **FORMATS[fmt])
-    decoded = mx.dequantize(*parts, **FORMATS[fmt], dtype=mx.float32)
+# The helpers below take the table of formats by name (formats), which the
+# CUDA tests (test_cuda_prefill.py) give their own.
+def quantize(x, fmt, formats=FORMATS):
+    parts = mx.quantize(x, **formats[fmt])
+    decoded = mx.dequantize(*parts, **formats[fmt], dtype=mx.float32)
     return parts, decoded
 
 
-def attend(q, k_parts, v_parts, kf, vf, **kwargs):
-    args = dict(FORMATS[kf])
-    args.update({f"v_{key}": value for key, value in FORMATS[vf].items()})
-    if FORMATS[kf]["mode"] == "affine":
+def attend(q, k_parts, v_parts, kf, vf, formats=FORMATS, **kwargs):
+    args = dict(formats[kf])
+    args.update({f"v_{key}": value for key, value in formats[vf].items()})
+    if formats[kf]["mode"] == "affine":
         args["k_biases"] = k_parts[2]
-    if FORMATS[vf]["mode"] == "affine":
+    if formats[vf]["mode"] == "affine":
         args["v_biases"] = v_parts[2]
     return mx.fast.quantized_scaled_dot_product_attention(
         q, k_parts[0], k_parts[1], v_parts[0], v_parts[1], **args, **kwargs
@@ -93,13 +95,13 @@ def check(out, expected, dtype):
     )
 
 
-def case(B, Hq, Hkv, L_q, L_k, D, kf, vf, dtype, seed):
+def case(B, Hq, Hkv, L_q, L_k, D, kf, vf, dtype, seed, formats=FORMATS):
     mx.random.seed(seed)
     q = mx.random.normal((B, Hq, L_q, D)).astype(dtype)
     k = mx.random.normal((B, Hkv, L_k, D)).astype(dtype)
     v = mx.random.normal((B, Hkv, L_k, D)).astype(dtype)
-    k_parts, k_hat = quantize(k, kf)
-    v_parts, v_hat = quantize(v, vf)
+    k_parts, k_hat = quantize(k, kf, formats)
+    v_parts, v_hat = quantize(v, vf, formats)
     mx.eval(q, k_parts, v_parts, k_hat, v_hat)
     return q, k_parts, v_parts, k_hat, v_hat
 

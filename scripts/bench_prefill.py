@@ -38,11 +38,9 @@ table is rewritten after each of them.
 """
 
 import argparse
-import io
 import json
 import os
 import platform
-import re
 import statistics
 import subprocess
 import sys
@@ -51,6 +49,10 @@ import time
 from pathlib import Path
 
 import mlx.core as mx
+
+# A child's result lines, and what built a call's graph: as for decoding.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_speed_cuda import TAG, graph_of  # noqa: E402
 
 HEADS, KV_HEADS, DIM, CHUNK = 32, 8, 128, 512
 FORMATS = {
@@ -61,8 +63,6 @@ FORMATS = {
 SDPA = "sdpa (unquantized)"
 CUDNN = "MLX_CUDA_USE_CUDNN_SDPA"
 MiB = 2**20
-# Lines of a child's standard output that carry results start with this.
-TAG = "@bench "
 # Substrings of the rows to run (--only); empty: all.
 ONLY = []
 
@@ -85,21 +85,6 @@ def measure(fn, rounds, slow):
         if dt > slow:
             break
     return statistics.median(times), extra
-
-
-def graph_of(out):
-    """What computes `out`: the fused kernel, MLX's SDPA primitive or ops."""
-    try:
-        dot = io.StringIO()
-        mx.export_to_dot(dot, out)
-        labels = set(re.findall(r'label ="(\w+)"', dot.getvalue()))
-    except Exception as e:  # only a label for the table
-        return f"? ({type(e).__name__})"
-    if "QuantizedScaledDotProductAttention" in labels:
-        return "qsdpa kernel"
-    if "ScaledDotProductAttention" in labels:
-        return "sdpa kernel"
-    return "ops"
 
 
 def groups_of(variants):
