@@ -432,12 +432,7 @@ def generate(model, tokenizer, name, prompt, max_tokens):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--model",
-        default=gguf_models.SMOLLM2,
-        help=f"one of {', '.join(gguf_models.MODELS)}, a GGUF file or an mlx-lm "
-        "model directory",
-    )
+    gguf_models.add_model_argument(parser)
     parser.add_argument("--text", type=Path, default=TEXT)
     parser.add_argument("--out", type=Path, default=Path("results"))
     parser.add_argument("--tokens", type=int, default=1024)

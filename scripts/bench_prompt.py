@@ -237,12 +237,7 @@ def write_markdown(path, rows, args, info):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--model",
-        default=gguf_models.SMOLLM2,
-        help=f"one of {', '.join(gguf_models.MODELS)}, a GGUF file or an mlx-lm "
-        "model directory",
-    )
+    gguf_models.add_model_argument(parser)
     parser.add_argument("--text", type=Path, default=TEXT)
     parser.add_argument("--lengths", type=int, nargs="+", default=[2048, 8192, 16384])
     parser.add_argument(

@@ -317,6 +317,16 @@ def ensure_model(model=SMOLLM2, out_dir=None):
     )
 
 
+def add_model_argument(parser):
+    """--model, which load takes: a name of MODELS, a GGUF file or an mlx-lm
+    model directory."""
+    parser.add_argument(
+        "--model",
+        default=SMOLLM2,
+        help=f"one of {', '.join(MODELS)}, a GGUF file or an mlx-lm model " "directory",
+    )
+
+
 def load(model=SMOLLM2, out_dir=None):
     """(model, tokenizer) from mlx_lm.load, converting a GGUF if needed."""
     from mlx_lm import load as mlx_lm_load
