@@ -194,6 +194,41 @@ struct Problem {
   bool empty_rows = false;
 };
 
+// The kernels' parameters for a problem, as eval_gpu fills them; masks are
+// [batch, heads, q_len, k_len], row-contiguous.
+cu::QuantizedSdpaParams
+params_of(const Problem& p, int D, int blocks, int chunk_len) {
+  cu::QuantizedSdpaParams params{};
+  params.n_kv_heads = p.kv_heads;
+  params.gqa = p.q_heads / p.kv_heads;
+  params.q_len = p.q_len;
+  params.k_len = p.k_len;
+  params.blocks = blocks;
+  params.chunk_len = chunk_len;
+  params.scale_log2 = (1.0f / std::sqrt(float(D))) * 1.44269504089f;
+  params.causal = p.causal;
+  params.mask_strides[0] = int64_t(p.q_heads) * p.q_len * p.k_len;
+  params.mask_strides[1] = int64_t(p.q_len) * p.k_len;
+  params.mask_strides[2] = p.k_len;
+  params.mask_strides[3] = 1;
+  return params;
+}
+
+// The codebooks of whichever of the keys' and values' formats are TurboQuant.
+cu::QuantizedSdpaCodebooks codebooks_of(const Format& kf, const Format& vf) {
+  cu::QuantizedSdpaCodebooks books{};
+  auto fill = [](const Format& f, float* lut) {
+    if (f.turbo) {
+      const float* c = f.bits == 3 ? TurboCodebook<3>::centroids
+                                   : TurboCodebook<4>::centroids;
+      std::copy(c, c + (1 << f.bits), lut);
+    }
+  };
+  fill(kf, books.keys);
+  fill(vf, books.values);
+  return books;
+}
+
 // Runs pass 1 (on tensor cores if `mma`, for turbo4 only) and pass 2 for one
 // pair of formats; returns the output on the host and, if `time_ms` is given,
 // the median of `reps` timed runs.
@@ -232,30 +267,8 @@ std::vector<float> run(
   DeviceBuffer<__half> fm(fmask ? *fmask : no_half);
   DeviceBuffer<__half> sk(sinks_host ? *sinks_host : no_half);
 
-  cu::QuantizedSdpaParams params{};
-  params.n_kv_heads = p.kv_heads;
-  params.gqa = p.q_heads / p.kv_heads;
-  params.q_len = p.q_len;
-  params.k_len = p.k_len;
-  params.blocks = blocks;
-  params.chunk_len = grid.chunk_len;
-  params.scale_log2 = (1.0f / std::sqrt(float(D))) * 1.44269504089f;
-  params.causal = p.causal;
-  // Masks are [batch, heads, q_len, k_len], row-contiguous.
-  params.mask_strides[0] = int64_t(p.q_heads) * p.q_len * p.k_len;
-  params.mask_strides[1] = int64_t(p.q_len) * p.k_len;
-  params.mask_strides[2] = p.k_len;
-  params.mask_strides[3] = 1;
-  cu::QuantizedSdpaCodebooks books{};
-  auto fill = [](const Format& f, float* lut) {
-    if (f.turbo) {
-      const float* c = f.bits == 3 ? TurboCodebook<3>::centroids
-                                   : TurboCodebook<4>::centroids;
-      std::copy(c, c + (1 << f.bits), lut);
-    }
-  };
-  fill(kf, books.keys);
-  fill(vf, books.values);
+  auto params = params_of(p, D, blocks, grid.chunk_len);
+  auto books = codebooks_of(kf, vf);
 
   auto pass1 = cu::quantized_sdpa_pass1_kernel<__half, D, KR, VR>(mma);
   auto launch = [&]() {
@@ -867,29 +880,8 @@ double check_prefill(
   DeviceBuffer<uint8_t> bm(bmask);
   DeviceBuffer<T> fm(fmask), sk(sinks);
 
-  cu::QuantizedSdpaParams params{};
-  params.n_kv_heads = p.kv_heads;
-  params.gqa = p.q_heads / p.kv_heads;
-  params.q_len = p.q_len;
-  params.k_len = p.k_len;
-  params.blocks = blocks;
-  params.chunk_len = plan.grid.chunk_len;
-  params.scale_log2 = (1.0f / std::sqrt(float(D))) * 1.44269504089f;
-  params.causal = p.causal;
-  params.mask_strides[0] = int64_t(p.q_heads) * p.q_len * p.k_len;
-  params.mask_strides[1] = int64_t(p.q_len) * p.k_len;
-  params.mask_strides[2] = p.k_len;
-  params.mask_strides[3] = 1;
-  cu::QuantizedSdpaCodebooks books{};
-  auto fill = [](const Format& f, float* lut) {
-    if (f.turbo) {
-      const float* c = f.bits == 3 ? TurboCodebook<3>::centroids
-                                   : TurboCodebook<4>::centroids;
-      std::copy(c, c + (1 << f.bits), lut);
-    }
-  };
-  fill(kf, books.keys);
-  fill(vf, books.values);
+  auto params = params_of(p, D, blocks, plan.grid.chunk_len);
+  auto books = codebooks_of(kf, vf);
 
   auto pass1 = cu::quantized_sdpa_tiled_pass1<T, D, KR, VR>;
   size_t smem = cu::qsdpa_tile_smem(D);
