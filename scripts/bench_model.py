@@ -56,7 +56,9 @@ REFERENCE = "float16"
 # Cache name -> the mlx_lm.generate options that select it. "-nocal" adds
 # --no-kv-calibrate; "NAME@N" takes the key mean from the first N tokens only
 # and "turbo4-norot" skips the rotation: ablations that only the
-# TurboQuantKVCache arguments (calibration_tokens, rotate) express.
+# TurboQuantKVCache arguments (calibration_tokens, rotate) express. A "+pN"
+# suffix (any cache but float16 and float32, e.g. "turbo4+p1") adds
+# --kv-protect N: the first N tokens of every layer kept in float16.
 CACHES = {
     "float32": [],
     "float16": [],
@@ -84,6 +86,11 @@ ORDER = [
     "k4v3",
     "budget3.5",
     "budget4.25",
+    "turbo4+p1",
+    "turbo3+p1",
+    "k4v3+p1",
+    "budget3.5+p1",
+    "budget4.25+p1",
 ]
 
 
@@ -92,8 +99,17 @@ ORDER = [
 LAYER_FORMATS = {}
 
 
+def protect_of(name):
+    """(name without its "+pN" suffix, N or 0)."""
+    name, _, protect = name.partition("+p")
+    if protect and (not protect.isdigit() or name.startswith("float")):
+        raise ValueError(f"unknown cache {name}+p{protect}")
+    return name, int(protect or 0)
+
+
 def budget_of(name):
-    """3.5 for "budget3.5", None for the other caches."""
+    """3.5 for "budget3.5" (and "budget3.5+p1"), None for the other caches."""
+    name, _ = protect_of(name)
     if not name.startswith("budget"):
         return None
     try:
@@ -103,21 +119,24 @@ def budget_of(name):
 
 
 def parse_cache_name(name):
-    """(base name, first N tokens for the key mean or None)."""
+    """(base name, first N tokens for the key mean or None, protected
+    tokens)."""
+    name, protect = protect_of(name)
     if budget_of(name) is not None:
-        return name, None
+        return name, None, protect
     base, _, tokens = name.partition("@")
     if base not in CACHES or (tokens and not tokens.isdigit()):
         raise ValueError(f"unknown cache {name!r}; choose from {', '.join(CACHES)}")
-    return base, int(tokens) if tokens else None
+    return base, int(tokens) if tokens else None, protect
 
 
 def flags(name):
     """The mlx_lm.generate options of a cache, and its extra arguments."""
-    base, tokens = parse_cache_name(name)
+    base, tokens, protect = parse_cache_name(name)
+    p = f" --kv-protect {protect}" if protect else ""
     if budget_of(name) is not None:
-        return f"--kv-budget {budget_of(name):g}"
-    text = " ".join(CACHES[base]) or "(none)"
+        return f"--kv-budget {budget_of(name):g}" + p
+    text = " ".join(CACHES[base]) + p or "(none)"
     if base == "float32":
         text += ", float32 model"
     extra = []
@@ -145,7 +164,7 @@ def make_cache(model, name):
     quantized from the first token (--quantized-kv-start 0)."""
     from mlx_lm.generate import resolve_kv_calibrate, setup_arg_parser
 
-    base, tokens = parse_cache_name(name)
+    base, tokens, protect = parse_cache_name(name)
     cache = make_prompt_cache(model)
     if budget_of(name) is not None:
         maybe_quantize_kv_cache(
@@ -153,7 +172,8 @@ def make_cache(model, name):
             quantized_kv_start=0,
             kv_group_size=64,
             kv_bits=None,
-            kv_layer_formats=LAYER_FORMATS[name],
+            kv_layer_formats=LAYER_FORMATS[base],
+            kv_protect=protect,
         )
         return [float16_inputs(c) for c in cache]
     args = setup_arg_parser().parse_args(CACHES[base])
@@ -166,6 +186,7 @@ def make_cache(model, name):
         kv_value_mode=args.kv_value_mode,
         kv_value_bits=args.kv_value_bits,
         kv_calibrate=resolve_kv_calibrate(args.kv_calibrate, model),
+        kv_protect=protect,
     )
     for c in cache:
         if base.startswith("turbo4-norot"):
@@ -227,15 +248,21 @@ def measure(model, name, ids, chunk, decode, reference=None):
             agree.append(mx.argmax(ref, axis=-1) == mx.argmax(lp, axis=-1))
             mx.eval(kl[-1], agree[-1])
         start += lp.shape[0]
-    means = sum(
-        c.key_mean.nbytes for c in cache if getattr(c, "key_mean", None) is not None
-    )
+    # Bytes that are not per token (the key means), and those of the
+    # protected tokens beyond what they would take quantized
+    fixed = 0
+    per_token = bytes_per_token(cache)
+    for c in cache:
+        for name in ("key_mean", "protected_keys", "protected_values"):
+            if getattr(c, name, None) is not None:
+                fixed += getattr(c, name).nbytes
+    fixed -= per_token * max(getattr(c, "num_protected", 0) for c in cache)
     row = {
-        "mean_bytes": means,
+        "fixed_bytes": fixed,
         "ppl": float(np.exp(mx.concatenate(nll).mean().item())),
         "kl": mx.concatenate(kl).mean().item() if kl else 0.0,
         "top1": mx.concatenate(agree).mean().item() if agree else 1.0,
-        "bytes": bytes_per_token(cache),
+        "bytes": per_token,
         "s_per_token": decode_speed(model, cache, ids[-1], decode),
     }
     return row, ref_out
@@ -275,8 +302,9 @@ def write_markdown(path, rows, args, n_tokens, description, weight_bytes, sample
         "unrotated. TurboQuant keys are calibrated (a per-channel key mean "
         "from the first chunk subtracted before rotating) except in the -nocal "
         "rows. The model runs in float32 and hands every cache but float32's "
-        "its keys and values in float16, as a float16 model would. No token is "
-        "kept in float16.",
+        "its keys and values in float16, as a float16 model would. Rows with "
+        "+pN keep the first N tokens of every layer in float16 (--kv-protect "
+        "N); budget rows with it use the formats chosen without it.",
         f"Text: the first {n_tokens} tokens of {args.text.name}, "
         f"run in chunks of {args.chunk} (on the CPU, the tiled quantized "
         "SDPA kernel for more than 8 queries); every token attends over the quantized cache of "
@@ -284,8 +312,10 @@ def write_markdown(path, rows, args, n_tokens, description, weight_bytes, sample
         "KL(float16 cache || cache) of the next-token distributions, in nats. "
         "top-1: share of positions where both caches predict the same next "
         "token. bits/elt: keys and values together, float16 scales and biases "
-        "included (the key means, one vector per layer and KV head, are not "
-        "per token). bytes/token: the cache's size per token over all layers.",
+        "included, per quantized token; all-in: what the whole cache takes per "
+        "element at this length, with the key means (one vector per layer and "
+        "KV head) and the protected float16 tokens. bytes/token: the cache's "
+        "size per quantized token over all layers.",
         f"Decode: median time of {args.decode} greedy decoding steps (the "
         f"fused CPU kernel) right after the text, over the {n_tokens}-token "
         "cache, on the CPU; speeds vary with the machine's load, the quality "
@@ -304,7 +334,7 @@ def write_markdown(path, rows, args, n_tokens, description, weight_bytes, sample
     ]
     for name, r in rows.items():
         bits = 8 * r["bytes"] / (2 * r["elements"])
-        all_in = 8 * (r["bytes"] * n_tokens + r["mean_bytes"]) / n_tokens
+        all_in = 8 * (r["bytes"] * n_tokens + r["fixed_bytes"]) / n_tokens
         all_in /= 2 * r["elements"]
         lines.append(
             f"| {name} | {flags(name)} | {bits:.3g} | {all_in:.3g} "

@@ -1,129 +1,119 @@
 #!/usr/bin/env python3
-"""What keeping the first tokens of a TurboQuant KV cache in float16 would
-buy: next-token KL against the float16 cache, on SmolLM2, in a simulation.
+"""What keeping the first tokens of a TurboQuant KV cache in float16
+(mlx_lm's --kv-protect N, TurboQuantKVCache(protect=N)) costs a decoding
+step's attention, side by side in one run.
 
-No cache keeps tokens in float16 yet: attending over float16 and quantized
-tokens at once needs the quantized attention's log-sum-exp, which
-mx.fast.quantized_scaled_dot_product_attention does not return. So each layer
-here is a float cache whose keys and values pass through the format
-(quantized and dequantized, rotated and centered as TurboQuantKVCache does:
-mlx_lm.kv_budget's round-trip cache) except for the first N tokens, which
-stay as the model gave them. The rows compare with each other; the real
-caches of scripts/bench_model.py, which attend in float32 through the fused
-kernel, score a little better than the N = 0 rows here.
+For every cache length it fills one layer's cache (batch 1, 12 query and 2 KV
+heads, head dim 128: Qwen2.5-1.5B's attention) with random float16 keys and
+values, then times one query token's attention through mlx-lm's
+scaled_dot_product_attention, the caches in turn, round after round, and
+reports the median. The protected caches take the fused kernel's output with
+its log-sum-exp (return_lse=True) and add the float16 tokens' part, a few
+small operations more; the float16 row is mx.fast.scaled_dot_product_attention
+over a plain KVCache, what a user would otherwise run. What protecting
+buys is in results/model.md (bench_model.py's +pN rows).
 
-    scripts/bench_protected.py                 # writes results/protected_tokens.md
-    scripts/bench_protected.py --protect 0 1 4
+    scripts/bench_protected.py                 # writes results/protected_decode_cpu.md
+    scripts/bench_protected.py --lengths 1024 --rounds 20
 """
 
 import argparse
-import sys
+import platform
+import statistics
 import time
 from pathlib import Path
 
 import mlx.core as mx
+from mlx_lm.models.base import scaled_dot_product_attention
+from mlx_lm.models.cache import KVCache, TurboQuantKVCache
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_model  # noqa: E402
-import gguf_models  # noqa: E402
-from mlx_lm.kv_budget import _RoundTripKVCache, format_bits  # noqa: E402
+HEADS, KV_HEADS, DIM = 12, 2, 128
 
-# Key and value formats (the bench's names for them).
-FORMATS = {
-    "turbo4": ("turbo4", "turbo4"),
-    "k4v3": ("turbo4", "turbo3"),
-    "turbo3": ("turbo3", "turbo3"),
+# Row name -> a fresh cache.
+CACHES = {
+    "float16": KVCache,
+    "turbo4": lambda: TurboQuantKVCache("turbo4"),
+    "turbo4, protect 1": lambda: TurboQuantKVCache("turbo4", protect=1),
+    "turbo4, protect 64": lambda: TurboQuantKVCache("turbo4", protect=64),
+    "k4v3": lambda: TurboQuantKVCache("turbo4", "turbo3"),
+    "k4v3, protect 1": lambda: TurboQuantKVCache("turbo4", "turbo3", protect=1),
 }
 
 
-class ProtectedRoundTrip(_RoundTripKVCache):
-    """A round-trip cache that keeps its first ``protect`` tokens as given."""
-
-    def __init__(self, key_format, value_format, seed, protect):
-        super().__init__(key_format, value_format, seed=seed, calibrate=True)
-        self.protect = protect
-
-    def _round_trip(self, x, name, mean=None):
-        y = super()._round_trip(x, name, mean)
-        keep = self.protect - self.offset  # tokens of x still protected
-        if keep > 0:
-            y = mx.concatenate([x[..., :keep, :], y[..., keep:, :]], axis=2)
-        return y
-
-
-def next_token_kl(model, cache, inputs, chunk, reference):
-    kl, agree = [], []
-    for lp in bench_model.log_probs(model, cache, inputs, chunk):
-        ref = reference[len(kl)]
-        kl.append((mx.exp(ref) * (ref - lp)).sum(axis=-1))
-        agree.append(mx.argmax(ref, axis=-1) == mx.argmax(lp, axis=-1))
-    return mx.concatenate(kl).mean().item(), mx.concatenate(agree).mean().item()
+def filled(make, length, seed):
+    cache = make()
+    key = mx.random.key(seed)
+    k, v = mx.random.normal((2, 1, KV_HEADS, length, DIM), key=key).astype(mx.float16)
+    # A float16 model's prefill chunks.
+    for start in range(0, length, 2048):
+        keys, values = cache.update_and_fetch(
+            k[..., start : start + 2048, :], v[..., start : start + 2048, :]
+        )
+        mx.eval(keys, values)
+    return cache, keys, values
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tokens", type=int, default=1024)
-    parser.add_argument("--chunk", type=int, default=512)
-    parser.add_argument("--protect", type=int, nargs="+", default=[0, 1, 4, 64])
-    parser.add_argument("--formats", nargs="+", default=list(FORMATS))
-    parser.add_argument("--out", type=Path, default=Path("results/protected_tokens.md"))
+    parser.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096, 16384])
+    parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--out", type=Path, default=Path("results"))
     args = parser.parse_args()
 
-    model, tokenizer = gguf_models.load(gguf_models.SMOLLM2)
-    _, head_dim = bench_model.describe(gguf_models.SMOLLM2, model)
-    ids = tokenizer.encode(bench_model.TEXT.read_text())[: args.tokens]
-    inputs = mx.array(ids[:-1])
-    reference = list(
-        bench_model.log_probs(
-            model, bench_model.make_cache(model, "float16"), inputs, args.chunk
-        )
-    )
-    rows = []
-    for name in args.formats:
-        kf, vf = FORMATS[name]
-        bits = (format_bits(kf, head_dim) + format_bits(vf, head_dim)) / 2
-        for n in args.protect:
-            tic = time.perf_counter()
-            cache = [
-                bench_model.float16_inputs(ProtectedRoundTrip(kf, vf, i, n))
-                for i in range(len(model.layers))
-            ]
-            kl, top1 = next_token_kl(model, cache, inputs, args.chunk, reference)
-            # The protected tokens in float16 instead of the format.
-            all_in = bits + n * (16 - bits) / len(ids)
-            rows.append((name, bits, n, all_in, kl, top1))
-            print(
-                f"{name:7s} protect {n:3d}: KL {kl:.4f} top-1 {top1:.3f} "
-                f"({time.perf_counter() - tic:.0f} s)",
-                flush=True,
+    q = mx.random.normal((1, HEADS, 1, DIM), key=mx.random.key(1)).astype(mx.float16)
+    rows = {}
+    for length in args.lengths:
+        setups = {name: filled(make, length, 0) for name, make in CACHES.items()}
+
+        def attend(name):
+            cache, keys, values = setups[name]
+            return scaled_dot_product_attention(
+                q, keys, values, cache, scale=DIM**-0.5, mask=None
             )
 
+        times = {name: [] for name in setups}
+        for name in setups:  # warm up
+            mx.eval(attend(name))
+        for _ in range(args.rounds):
+            for name in setups:
+                tic = time.perf_counter()
+                mx.eval(attend(name))
+                times[name].append(time.perf_counter() - tic)
+        for name, t in times.items():
+            rows.setdefault(name, {})[length] = statistics.median(t) * 1e6
+        line = "  ".join(f"{n} {rows[n][length]:.0f}" for n in setups)
+        print(f"{length:6d} keys: {line} (us)", flush=True)
+
     lines = [
-        "# Protected tokens (simulated)",
+        "# The decoding cost of protected tokens (CPU)",
         "",
         "Written by scripts/bench_protected.py; do not edit by hand.",
         "",
-        f"SmolLM2-135M-Instruct (as in results/model.md), the first {len(ids)} "
-        f"tokens of model_text.txt in chunks of {args.chunk}, next-token KL "
-        "against the float16 cache and top-1 agreement with it. Protect N: "
-        "the first N tokens' keys and values of every layer are kept as the "
-        "model gave them (float16); the rest pass through the format "
-        "(quantized and dequantized, rotated, keys centered on the first "
-        "chunk's mean), in a float cache: a simulation of a cache that would "
-        "keep them in float16, which needs the quantized attention's "
-        "log-sum-exp to combine both parts. bits/elt all-in counts the "
-        f"protected tokens in float16 at {len(ids)} tokens.",
+        f"{platform.machine()}, mlx {mx.__version__}, {mx.default_device()}. "
+        f"One decoding step's attention of one layer (batch 1, {HEADS} query and "
+        f"{KV_HEADS} KV heads, head dim {DIM}, float16 queries), through "
+        "mlx-lm's scaled_dot_product_attention over each cache filled with "
+        "random float16 keys and values; median of "
+        f"{args.rounds} rounds, the caches in turn in every round. Microseconds "
+        "(lower is better), and in brackets the ratio to the same format "
+        "without protected tokens.",
         "",
-        "| format | bits/elt | protect N | all-in at this length | KL | top-1 |",
-        "|---|---|---|---|---|---|",
+        "| cache | " + " | ".join(f"{n} keys" for n in args.lengths) + " |",
+        "|---|" + "---|" * len(args.lengths),
     ]
-    for name, bits, n, all_in, kl, top1 in rows:
-        lines.append(
-            f"| {name} | {bits:.3g} | {n} | {all_in:.3f} | {kl:.4f} | {top1:.3f} |"
-        )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines) + "\n")
-    print(f"wrote {args.out}")
+    for name, by_length in rows.items():
+        base = rows.get(name.split(",")[0])
+        cells = []
+        for n in args.lengths:
+            cell = f"{by_length[n]:.0f}"
+            if base is not by_length and base is not None:
+                cell += f" ({by_length[n] / base[n]:.2f}x)"
+            cells.append(cell)
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / "protected_decode_cpu.md"
+    path.write_text("\n".join(lines) + "\n")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
