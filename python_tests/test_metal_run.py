@@ -87,10 +87,72 @@ def runs():
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_kernel_matches_float64_reference(runs, case):
+    """The output, and for quantized SDPA the output again and the
+    log-sum-exp with the log-sum-exp asked for (every case checks it)."""
     rows = runs[case.name]
     assert [r["schedule"] for r in rows] == list(case.schedules)
     for row in rows:
         assert row["ok"], C.describe(row)
+        assert ("lse" in row) == (case.key is not None), C.describe(row)
+
+
+def test_the_lse_matrix_covers_the_issue():
+    """The log-sum-exp is checked for both kernels (the 2-pass vector kernel
+    and the tiled one), every format and mixed pair, every dtype, both masks
+    with fully masked rows, sinks and causal."""
+    lse = [c for c in CASES if c.key is not None]
+    for dispatch in ("quant_sdpa_vector_2pass", "quant_sdpa_full"):
+        cs = [c for c in lse if c.dispatch == dispatch]
+        assert set(C.FORMATS) <= {c.key for c in cs}
+        assert any(c.value and c.value != c.key for c in cs)
+        assert {c.dtype for c in cs} == set(C.DTYPES)
+        assert {c.mask for c in cs if c.fully_masked} == {"bool", "additive"}
+        assert any(c.sinks for c in cs) and any(c.causal for c in cs)
+
+
+FULL_LSE = [
+    c
+    for c in CASES
+    if c.key is not None and (c.fully_masked or c.sinks or c.causal or c.mask)
+]
+
+
+@pytest.mark.parametrize("case", FULL_LSE[::4], ids=lambda c: c.name)
+def test_lse_reference_is_what_the_cpu_gives(case):
+    """The float64 log-sum-exp reference is MLX's (the CPU build's
+    return_lse on the same inputs): -inf exactly where the CPU has it (rows
+    that see no key), the sink's logit for a fully masked row with sinks,
+    and within the tolerance elsewhere."""
+    inputs = C.prepare(case)
+    ref, cpu = inputs.lse_reference, inputs.cpu_lse
+    assert ref.shape == (case.B, case.Hq, case.Lq)
+    if cpu is None:
+        pytest.skip("the CPU build has no return_lse")
+    np.testing.assert_array_equal(ref == -np.inf, cpu == -np.inf)
+    for b, h, i in C.masked_rows(case):
+        if case.sinks:
+            sink = C._f64(C._np(inputs.floats["sinks"]), case.dtype)[h]
+            assert ref[b, h, i] == sink
+        elif not case.mask_min:
+            assert ref[b, h, i] == -np.inf
+    assert C.lse_error(cpu, ref) <= case.tolerance
+
+
+def test_lse_error_rejects_what_is_wrong():
+    """lse_error: garbage (NaN), a row of no key that is not -inf, a finite
+    row at -inf, and an error beyond the tolerance are caught; a row that
+    weighs nothing may be any value that weighs nothing."""
+    ref = np.array([1.5, -np.inf, -3.4e38, 0.25])
+    assert C.lse_error(ref.copy(), ref) == 0
+    assert C.lse_error(np.array([1.5, -np.inf, -np.inf, 0.25]), ref) == 0
+    for bad in (
+        [np.nan, -np.inf, -3.4e38, 0.25],
+        [1.5, -3.4e38, -3.4e38, 0.25],
+        [1.5, -np.inf, -3.4e38, -np.inf],
+        [1.5, -np.inf, 2.0, 0.25],
+    ):
+        assert C.lse_error(np.array(bad), ref) == float("inf")
+    assert C.lse_error(np.array([1.5, -np.inf, -3.4e38, 0.26]), ref) > 5e-3
 
 
 def test_transposed_caches_are_copied_unless_their_rows_are_packed(runs):
@@ -352,12 +414,25 @@ def test_host_side_is_read_from_the_dispatch_code(tmp_path):
     repeats the host code."""
     case = C.Case(key=C.TURBO4)
     tree = copy_tree(tmp_path)
-    _, launches = metal_run.plan(tree, case)
+    inputs, launches = metal_run.plan(tree, case)
     assert [launch.kernel for launch in launches] == [
         "quant_sdpa_vector_2pass_1_float_128_128",
-        "sdpa_vector_2pass_2_float_128",
+        "quant_sdpa_vector_2pass_2_float_128",
     ]
     assert launches[0].group == (32, 4, 1) and launches[0].grid == (1, 1, 32)
+    # Asked for the log-sum-exp, the second pass writes it to buffer 5.
+    lse = inputs.lse_launches
+    assert [launch.kernel for launch in lse] == [x.kernel for x in launches]
+    assert launches[1].function_constants[35] is False
+    assert launches[1].buffers.get(5) is not inputs.lse  # the first pass's
+    assert lse[1].function_constants[35] is True
+    assert lse[1].buffers[5] is inputs.lse
+    full = C.Case(key=C.TURBO4, Lq=9, N=20, dispatch="quant_sdpa_full")
+    full_inputs, full_launches = metal_run.plan(tree, full)
+    assert full_launches[0].function_constants[35] is False
+    assert 26 not in full_launches[0].buffers
+    assert full_inputs.lse_launches[0].function_constants[35] is True
+    assert full_inputs.lse_launches[0].buffers[26] is full_inputs.lse
     assert 9 in launches[0].buffers and 23 not in launches[0].buffers
     edit(
         tree / C.DISPATCH,
@@ -539,6 +614,27 @@ MUTANTS = {
     ),
     # eval_gpu as it was before "Copy quantized SDPA keys and values whose
     # rows are not packed": a transposed cache reaches the kernel uncopied.
+    # The log-sum-exp: the tiled kernel's left in log2 units, a fully masked
+    # row's (boolean mask) at the lowest finite score instead of -inf, the
+    # first block's sum for the whole row's.
+    "lse_in_log2_units": (
+        f"{KERNELS}/quant_sdpa_full.h",
+        ": max_score / M_LOG2E_F + metal::log(sum_score);",
+        ": max_score + metal::log(sum_score);",
+        "BAD quant_sdpa_full-turbo4-float32-D128-B1-H4/1-Lq10-N50-bool-fullmask",
+    ),
+    "lse_of_fully_masked_row_finite": (
+        f"{KERNELS}/sdpa_vector.h",
+        "lse[q_offset] = no_key || max_score == Limits<U>::finite_min",
+        "lse[q_offset] = no_key",
+        "BAD quant-turbo4-float32-D128-B1-H4/1-Lq2-N77-blocks32-bool-fullmask",
+    ),
+    "lse_of_first_block": (
+        f"{KERNELS}/sdpa_vector.h",
+        ": max_score + metal::log(sum_exp_score);",
+        ": max_score + metal::log(sums[0]);",
+        "BAD quant-turbo4-float32-D128-B1-H4/1-Lq1-N100-blocks32",
+    ),
     "kv_rows_not_checked": (
         C.DISPATCH,
         "if (strides[3] != 1 || strides[2] != shape[3]) {",

@@ -6,7 +6,9 @@ the kernels read, with the formats taken from independent sources: the
 TurboQuant codebooks from the project's Lloyd-Max solver
 (scripts/turbo_codebooks.py), never from the kernel headers under test;
 affine and MXFP4 from their definitions. MLX's CPU kernel runs on the same
-inputs, for comparison."""
+inputs, for comparison. Quantized SDPA runs twice where the host code can
+ask for the log-sum-exp (its dispatch functions take `lse`): without it,
+and with it, when the log-sum-exp is checked too (lse_errors)."""
 
 import itertools
 import os
@@ -35,6 +37,14 @@ DTYPES = ("float32", "float16", "bfloat16")
 # lost barrier or a wrong lane gives. bfloat16's is also below what the
 # shim's former truncating float-to-bfloat conversion gave (8.9e-3).
 TOLERANCE = {"float32": 5e-6, "float16": 1.5e-3, "bfloat16": 7e-3}
+# The log-sum-exp's error is absolute, in natural-log units: an error e
+# scales the weight exp(lse) that combines the output with another part's by
+# exp(e) ~ 1 + e, a relative error of the combination like the output's, so
+# the output's tolerance holds for it too. Rows of no key must be -inf; a
+# reference at or below LSE_NO_WEIGHT (finite: scores at float32's lowest
+# value, under an additive mask that low) weighs nothing against any row that
+# sees a key, and any kernel value at or below it (-inf too) is as good.
+LSE_NO_WEIGHT = -1e30
 MODES = {
     "affine": "Affine",
     "mxfp4": "Mxfp4",
@@ -226,6 +236,15 @@ class Inputs:
     floats: dict = field(default_factory=dict)
     buffers: dict = field(default_factory=dict)  # temporaries by C++ name
     copied: list = field(default_factory=list)  # inputs the host code copied
+    # The log-sum-exp of quantized SDPA: the float64 reference and MLX's CPU
+    # kernel's ([B, Hq, Lq]; None for the float controls or a CPU build
+    # without return_lse), the buffer the kernels write ([B, Hq, Lq, 1]
+    # float32), and the launches that ask for it (plan(); empty where the
+    # host code cannot).
+    lse_reference: np.ndarray = None
+    cpu_lse: np.ndarray = None
+    lse: np.ndarray = None
+    lse_launches: list = field(default_factory=list)
 
     def temporaries(self, name, ns):
         """The arrays the dispatch function allocates (intermediate results
@@ -245,6 +264,8 @@ class Inputs:
 
     def reset(self):
         self.out[...] = _garbage(self.out.shape, self.out.dtype)
+        if self.lse is not None:
+            self.lse[...] = _garbage(self.lse.shape, self.lse.dtype)
         for b in self.buffers.values():
             b.data[...] = _garbage(b.data.shape, b.data.dtype)
 
@@ -334,6 +355,7 @@ def prepare(c):
     floats = dict(q=qf, k=kd, v=vd, mask=mask, sinks=sinks, scale=scale)
     kd, vd = np.repeat(kd, gqa, 1), np.repeat(vd, gqa, 1)
     s = np.einsum("bhqd,bhkd->bhqk", qf * scale, kd)
+    lse_reference = logsumexp_reference(s, c, mask, sinks)
     if c.mask == "bool":
         # SDPA gives a key that a boolean mask masks out the lowest finite
         # score: a row whose keys are all masked out weighs them alike.
@@ -384,6 +406,7 @@ def prepare(c):
             v_group_size=vf.group_size or c.D,
             stream=mx.cpu,
         )
+        cpu_lse = cpu_logsumexp(q, kp, vp, c, scale, mask, sinks)
     cpu = _f64(_np(cpu), c.dtype)
 
     out = _garbage((c.B, c.Hq, c.Lq, c.D), _np(q).dtype)
@@ -401,9 +424,12 @@ def prepare(c):
             else None
         ),
         "sinks": host.Opt(_arr(_np(sinks), c.dtype) if c.sinks else None),
+        # No log-sum-exp asked for; plan() asks for it in lse_launches.
+        "lse": host.Opt(None),
     }
     if c.key is None:
         args.update(k=_arr(_np(k), c.dtype), v=_arr(_np(v), c.dtype))
+        return Inputs(c, args, reference, cpu, out, floats)
     else:
         for name, parts, f in (("k", kp_np, c.key), ("v", vp_np, c.vfmt)):
             # Strided as the case has them (MLX may pass them uncopied).
@@ -419,7 +445,76 @@ def prepare(c):
             args.update(
                 mode=args["kf"].mode, bits=c.key.bits, group_size=args["kf"].group_size
             )
-    return Inputs(c, args, reference, cpu, out, floats)
+    inputs = Inputs(c, args, reference, cpu, out, floats)
+    inputs.lse_reference, inputs.cpu_lse = lse_reference, cpu_lse
+    inputs.lse = _garbage((c.B, c.Hq, c.Lq, 1), np.float32)
+    return inputs
+
+
+def logsumexp_reference(s, c, mask, sinks):
+    """The float64 log-sum-exp of every query row ([B, Hq, Lq]) of the
+    scaled scores s: keys that a boolean or the causal mask hides are left
+    out (-inf), an additive mask is added, the sink's logit is one more
+    score; -inf for a row that sees no key (and has no sink)."""
+    s = s.copy()
+    if c.mask == "bool":
+        s = np.where(np.array(mask), s, -np.inf)
+    elif c.mask == "additive":
+        s = s + _f64(_np(mask), c.dtype)
+    if c.causal:
+        allowed = np.arange(c.N)[None, :] <= (c.N - c.Lq + np.arange(c.Lq))[:, None]
+        s = np.where(allowed, s, -np.inf)
+    if c.sinks:
+        sk = _f64(_np(sinks), c.dtype)[None, :, None, None]
+        s = np.concatenate([np.broadcast_to(sk, s.shape[:-1] + (1,)), s], -1)
+    top = s.max(-1)
+    seen = top > -np.inf
+    safe = np.where(seen, top, 0)[..., None]
+    with np.errstate(divide="ignore"):
+        return np.where(seen, safe[..., 0] + np.log(np.exp(s - safe).sum(-1)), -np.inf)
+
+
+def cpu_logsumexp(q, kp, vp, c, scale, mask, sinks):
+    """MLX's CPU log-sum-exp (return_lse) on the same inputs, [B, Hq, Lq]
+    float64; None for a CPU build without return_lse."""
+    kf, vf = c.key, c.vfmt
+    try:
+        _, lse = mx.fast.quantized_scaled_dot_product_attention(
+            q,
+            kp[0],
+            kp[1],
+            vp[0],
+            vp[1],
+            k_biases=kp[2] if kf.mode == "affine" else None,
+            v_biases=vp[2] if vf.mode == "affine" else None,
+            scale=scale,
+            mask=mask,
+            sinks=sinks,
+            causal=c.causal,
+            mode=kf.mode,
+            bits=kf.bits,
+            group_size=kf.group_size or c.D,
+            v_mode=vf.mode,
+            v_bits=vf.bits,
+            v_group_size=vf.group_size or c.D,
+            return_lse=True,
+            stream=mx.cpu,
+        )
+    except TypeError:
+        return None
+    return np.array(lse).astype(np.float64)[..., 0]
+
+
+def takes_lse(tree, dispatch):
+    """Whether the dispatch function of the tree's host code can ask its
+    kernels for the log-sum-exp (takes `lse`)."""
+    params, _ = host.function_source(Path(tree) / DISPATCH, dispatch)
+    return "lse" in host.parameters(params)
+
+
+def lse_args(inputs):
+    """The host arguments that ask for the log-sum-exp."""
+    return dict(inputs.host_args, lse=host.Opt(host.Arr(inputs.lse, "float32")))
 
 
 # The primitive whose eval_gpu copies quantized SDPA's inputs before
@@ -562,6 +657,31 @@ def errors(inputs):
     return {"metal": metal, "cpu": err(inputs.cpu)}
 
 
+def lse_error(x, ref):
+    """max |x - ref| of a log-sum-exp (natural-log units) over the rows that
+    see a key; inf where x is NaN (garbage: a row left unwritten), where a
+    row that sees no key (-inf) is not -inf, or where x and ref disagree on
+    a row weighing nothing (LSE_NO_WEIGHT)."""
+    nothing, low = ref == -np.inf, ref <= LSE_NO_WEIGHT
+    if np.isnan(x).any() or ((x == -np.inf) != nothing)[nothing].any():
+        return float("inf")
+    if ((x <= LSE_NO_WEIGHT) != low).any():
+        return float("inf")
+    e = np.abs(x[~low] - ref[~low]).max(initial=0)
+    return float(e) if np.isfinite(e) else float("inf")
+
+
+def lse_errors(inputs):
+    """The executed kernel's log-sum-exp, and the CPU kernel's, against the
+    float64 reference (lse_error)."""
+    row = {
+        "lse": lse_error(inputs.lse[..., 0].astype(np.float64), inputs.lse_reference)
+    }
+    if inputs.cpu_lse is not None:
+        row["cpu_lse"] = lse_error(inputs.cpu_lse, inputs.lse_reference)
+    return row
+
+
 def describe(row):
     c = row["case"]
     if isinstance(c, QuantCase):
@@ -571,9 +691,13 @@ def describe(row):
         return f"{status} {c.name} [{row['schedule']}]: {row['error']}"
     copied = row.get("copied")
     copied = f", {', '.join(copied)} copied by the host code" if copied else ""
+    lse = ""
+    if "lse" in row:
+        lse = f", lse metal {row['lse']:.1e}"
+        lse += f" cpu {row['cpu_lse']:.1e}" if "cpu_lse" in row else ""
     return (
         f"{status} {c.name} [{row['schedule']}]: metal {row['metal']:.1e} "
-        f"cpu {row['cpu']:.1e} (tolerance {c.tolerance:.1e}{copied}, "
+        f"cpu {row['cpu']:.1e}{lse} (tolerance {c.tolerance:.1e}{copied}, "
         f"{row['seconds']:.2f} s)"
     )
 
@@ -839,13 +963,22 @@ def base_cases():
 def mutant_cases():
     """What a broken kernel must fail: float32, D=128, the paths a changed
     centroid, a lost barrier or a collective in divergent code reach, fully
-    masked rows and a transposed cache (whose copy the host code decides)."""
+    masked rows, a transposed cache (whose copy the host code decides) and
+    the tiled kernel's log-sum-exp."""
     return [
         Case(key=TURBO4, N=100, schedules=BOTH),
         Case(key=TURBO4, mask="bool", Lq=2, N=77, schedules=BOTH),
         Case(key=TURBO4, mask="bool", Lq=2, N=77, fully_masked=True),
         Case(key=TURBO4, mask="additive", Lq=2, N=77, fully_masked=True),
         Case(key=TURBO4, Hq=8, Hkv=4, N=90, kv_transposed=True),
+        Case(
+            key=TURBO4,
+            Lq=10,
+            N=50,
+            mask="bool",
+            fully_masked=True,
+            dispatch="quant_sdpa_full",
+        ),
     ]
 
 
@@ -895,29 +1028,45 @@ def report(tree, rows, t_build, total, truncated=()):
         "`mx.fast.scaled_dot_product_attention` for the float controls) on the",
         "same inputs.",
         "",
+        "Quantized SDPA runs twice: without the log-sum-exp, and with it",
+        "(`return_lse`); the output's error is the worse of the two. The",
+        "log-sum-exp's error (`lse`) is max |lse - ref| in natural-log units",
+        "over the rows that see a key; rows that see none must be -inf. The",
+        "output's tolerance holds for it: an error e scales the weight",
+        "exp(lse) that combines the output with another part's by about 1 + e.",
+        "",
         f"{sum(r['ok'] for r in rows + qrows)} of {len(rows + qrows)} runs pass "
         f"({len(rows)} of quantized SDPA and its controls, {len(qrows)} of "
-        f"TurboQuant quantize and dequantize); build {t_build:.0f} s "
+        f"TurboQuant quantize and dequantize); "
+        f"{sum('lse' in r for r in rows)} of "
+        f"{sum(r['case'].key is not None for r in rows)} runs of quantized SDPA "
+        f"checked the log-sum-exp; build {t_build:.0f} s "
         f"(0: cached), total {total:.0f} s.",
         "",
         "## Worst error per dtype",
         "",
-        "| dtype | runs | executed Metal kernel | MLX CPU kernel | tolerance |",
-        "|---|---|---|---|---|",
+        "| dtype | runs | executed Metal kernel | MLX CPU kernel | lse: Metal | lse: CPU | tolerance |",
+        "|---|---|---|---|---|---|---|",
     ]
+
+    def worst(rs, key):
+        values = [r[key] for r in rs if key in r]
+        return f"{max(values):.2e}" if values else ""
+
     for dtype in DTYPES:
         rs = [r for r in rows if r["case"].dtype == dtype and "metal" in r]
         if rs:
             lines.append(
                 f"| {dtype} | {len(rs)} | {max(r['metal'] for r in rs):.2e} | "
-                f"{max(r['cpu'] for r in rs):.2e} | {TOLERANCE[dtype]:.1e} |"
+                f"{max(r['cpu'] for r in rs):.2e} | {worst(rs, 'lse')} | "
+                f"{worst(rs, 'cpu_lse')} | {TOLERANCE[dtype]:.1e} |"
             )
     lines += [
         "",
         "## Worst error per dtype and format (keys-values)",
         "",
-        "| dtype | format | runs | executed Metal kernel | MLX CPU kernel |",
-        "|---|---|---|---|---|",
+        "| dtype | format | runs | executed Metal kernel | MLX CPU kernel | lse: Metal | lse: CPU |",
+        "|---|---|---|---|---|---|---|",
     ]
     groups = {}
     for r in rows:
@@ -928,7 +1077,8 @@ def report(tree, rows, t_build, total, truncated=()):
     for (d, fmt), rs in sorted(groups.items()):
         lines.append(
             f"| {DTYPES[d]} | {fmt} | {len(rs)} | {max(r['metal'] for r in rs):.2e} | "
-            f"{max(r['cpu'] for r in rs):.2e} |"
+            f"{max(r['cpu'] for r in rs):.2e} | {worst(rs, 'lse')} | "
+            f"{worst(rs, 'cpu_lse')} |"
         )
     if truncated:
         rounded = [r for r in rows if r["case"].dtype == "bfloat16" and "metal" in r]
@@ -954,18 +1104,21 @@ def report(tree, rows, t_build, total, truncated=()):
         "",
         "## Runs",
         "",
-        "| case | schedule | metal | cpu | s | ok |",
-        "|---|---|---|---|---|---|",
+        "| case | schedule | metal | cpu | lse: metal | lse: cpu | s | ok |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if "metal" in r:
+            lse = " | ".join(
+                f"{r[k]:.2e}" if k in r else "" for k in ("lse", "cpu_lse")
+            )
             lines.append(
                 f"| {r['case'].name} | {r['schedule']} | {r['metal']:.2e} | {r['cpu']:.2e} | "
-                f"{r['seconds']:.2f} | {'yes' if r['ok'] else 'NO'} |"
+                f"{lse} | {r['seconds']:.2f} | {'yes' if r['ok'] else 'NO'} |"
             )
         else:
             lines.append(
-                f"| {r['case'].name} | {r['schedule']} | {r['error']} | | | NO |"
+                f"| {r['case'].name} | {r['schedule']} | {r['error']} | | | | | NO |"
             )
     if qrows:
         lines += quant_report(qrows)

@@ -21,7 +21,9 @@ redone only when a kernel source or the executor changes.
     metal_run.py --results FILE     also write the results as Markdown
 
 A pass means: executed under a CPU executor of Metal, within tolerance of a
-float64 reference computed from the same packed codes and scales; for
+float64 reference computed from the same packed codes and scales (for
+quantized SDPA, the output without and with the log-sum-exp asked for, and
+the log-sum-exp, where the host code can ask for it); for
 TurboQuant quantize and dequantize, the CPU kernels' results (codes bit for
 bit but at ties, scales to the dtype's rounding, values bit for bit:
 cases.check_quant). README.md ("Executing the Metal code") says what it
@@ -356,22 +358,26 @@ class ExecutionError(Exception):
 
 
 def plan(tree, case):
-    """The case's inputs, reference and the launches MLX's C++ makes."""
+    """The case's inputs, reference and the launches MLX's C++ makes; for
+    quantized SDPA whose host code can ask for the log-sum-exp, also the
+    launches that do, in inputs.lse_launches."""
+    quantized_sdpa = case.dispatch.startswith("quant_sdpa")
     if isinstance(case, C.QuantCase):
         inputs = C.prepare_quant(case)
         helpers = C.quant_helpers(tree, inputs)
     else:
         inputs = C.prepare(case)
-        if case.dispatch.startswith("quant_sdpa"):  # eval_gpu's copies
+        if quantized_sdpa:  # eval_gpu's copies
             C.copy_kv(tree, inputs)
         helpers = C.helpers(tree, case)
+    path = Path(tree) / DISPATCHERS[case.dispatch][0]
     launches = host.follow(
-        Path(tree) / DISPATCHERS[case.dispatch][0],
-        case.dispatch,
-        inputs.host_args,
-        helpers,
-        inputs.temporaries,
+        path, case.dispatch, inputs.host_args, helpers, inputs.temporaries
     )
+    if quantized_sdpa and C.takes_lse(tree, case.dispatch):
+        inputs.lse_launches = host.follow(
+            path, case.dispatch, C.lse_args(inputs), helpers, inputs.temporaries
+        )
     return inputs, launches
 
 
@@ -388,7 +394,17 @@ def run_case(executor, inputs, launches, schedule):
         row["copied"] = bool(inputs.copied)
     else:
         row = C.errors(inputs)
+        if inputs.lse_launches:
+            # Again, asking for the log-sum-exp: the output must be as good.
+            inputs.reset()
+            t0 = time.time()
+            for launch in inputs.lse_launches:
+                executor.launch(launch, schedule)
+            dt += time.time() - t0
+            row["metal"] = max(row["metal"], C.errors(inputs)["metal"])
+            row.update(C.lse_errors(inputs))
         row["ok"] = row["metal"] <= inputs.case.tolerance
+        row["ok"] = row["ok"] and row.get("lse", 0.0) <= inputs.case.tolerance
         row["copied"] = list(inputs.copied)
     row["seconds"] = dt
     return row
@@ -401,8 +417,9 @@ def run(tree, cases, log=print, cache=CACHE, shim=msl.SHIM):
     t0 = time.time()
     plans = [(case, *plan(tree, case)) for case in cases]
     kernels = {}
-    for case, _, launches in plans:
+    for case, inputs, launches in plans:
         source = DISPATCHERS[case.dispatch][1]
+        launches = launches + getattr(inputs, "lse_launches", [])
         kernels.setdefault(source, set()).update(launch.kernel for launch in launches)
     t1 = time.time()
     executor = Executor(build(tree, kernels, cache, log, shim))
