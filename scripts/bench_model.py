@@ -172,7 +172,7 @@ def make_cache(model, name):
             quantized_kv_start=0,
             kv_group_size=64,
             kv_bits=None,
-            kv_layer_formats=LAYER_FORMATS[base],
+            kv_layer_formats=LAYER_FORMATS[name],
             kv_protect=protect,
         )
         return [float16_inputs(c) for c in cache]
@@ -304,7 +304,7 @@ def write_markdown(path, rows, args, n_tokens, description, weight_bytes, sample
         "rows. The model runs in float32 and hands every cache but float32's "
         "its keys and values in float16, as a float16 model would. Rows with "
         "+pN keep the first N tokens of every layer in float16 (--kv-protect "
-        "N); budget rows with it use the formats chosen without it.",
+        "N); their budget rows choose formats from sensitivities measured so.",
         f"Text: the first {n_tokens} tokens of {args.text.name}, "
         f"run in chunks of {args.chunk} (on the CPU, the tiled quantized "
         "SDPA kernel for more than 8 queries); every token attends over the quantized cache of "
@@ -352,11 +352,13 @@ def write_markdown(path, rows, args, n_tokens, description, weight_bytes, sample
                 "cache with only one layer's keys (or values) quantized, for "
                 f"every layer, side and format ({', '.join(cal['formats'])}), "
                 f"measured once on {cal['tokens']} tokens ({cal['text']}, not "
-                "the measured text), then the key and value formats per layer "
-                "with the smallest summed KL within the budget (exact knapsack). "
-                f"Calibration took {cal['seconds']:.0f} s on this machine "
-                f"({cal['passes']} forward passes). Sum of the single-layer KLs "
-                "of the choice: "
+                "the measured text; once more with the first N tokens "
+                "unquantized for the +pN rows), then the key and value formats "
+                "per layer with the smallest summed KL within the budget (exact "
+                f"knapsack). Calibration took {cal['seconds']:.0f} s on this "
+                f"machine ({cal['passes']} forward passes each, times measured "
+                "in this run or with the saved sensitivities). Sum of the "
+                "single-layer KLs of the choice: "
                 + ", ".join(f"{b}: {v:.4f}" for b, v in cal["predicted"].items())
                 + ".",
                 width=72,
@@ -403,40 +405,57 @@ def describe_formats(formats):
     )
 
 
-def calibrate_budgets(model, ids, budgets, args):
-    """Measure the layers' sensitivity once (or load it from --sensitivity)
-    on the last --calibration-tokens tokens of the text, and choose the
-    formats of every budget."""
+def sensitivity(model, ids, protect, args):
+    """The layers' sensitivity with the first ``protect`` tokens kept
+    unquantized, measured on the last --calibration-tokens tokens of the text
+    or loaded from --sensitivity (SENSITIVITY-pN.json with protect N)."""
     import json
 
     from mlx_lm import kv_budget
 
     path = args.sensitivity
+    if path and protect:
+        path = path.with_name(f"{path.stem}-p{protect}{path.suffix}")
     if path and path.exists():
         saved = json.loads(path.read_text())
         s = {k: np.array(v) if k in ("keys", "values") else v for k, v in saved.items()}
         s["head_dims"] = [tuple(d) for d in s["head_dims"]]
-    else:
-        tokens = ids[-args.calibration_tokens :]
-        s = kv_budget.measure_sensitivity(model, tokens, dtype=mx.float16)
-        s["tokens"] = len(tokens)
-        if path:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            saved = {k: v.tolist() if hasattr(v, "tolist") else v for k, v in s.items()}
-            path.write_text(json.dumps(saved, indent=1) + "\n")
-    predicted = {}
-    for b in budgets:
-        formats = kv_budget.choose_layer_formats(s, b)
-        LAYER_FORMATS[f"budget{b:g}"] = formats
-        predicted[f"{b:g}"] = sum(
-            s["keys"][i][s["formats"].index(k)] + s["values"][i][s["formats"].index(v)]
-            for i, (k, v) in enumerate(formats)
-        )
+        return s
+    tokens = ids[-args.calibration_tokens :]
+    s = kv_budget.measure_sensitivity(model, tokens, dtype=mx.float16, protect=protect)
+    s["tokens"] = len(tokens)
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        saved = {k: v.tolist() if hasattr(v, "tolist") else v for k, v in s.items()}
+        path.write_text(json.dumps(saved, indent=1) + "\n")
+    return s
+
+
+def calibrate_budgets(model, ids, names, args):
+    """Measure the layers' sensitivity once per number of protected tokens
+    (or load it), and choose the formats of every budget cache in
+    ``names``."""
+    from mlx_lm import kv_budget
+
+    predicted, seconds = {}, 0.0
+    for protect in sorted({parse_cache_name(n)[2] for n in names}):
+        s = sensitivity(model, ids, protect, args)
+        seconds += s["seconds"]
+        for name in names:
+            if parse_cache_name(name)[2] != protect:
+                continue
+            formats = kv_budget.choose_layer_formats(s, budget_of(name))
+            LAYER_FORMATS[name] = formats
+            predicted[name[len("budget") :]] = sum(
+                s["keys"][i][s["formats"].index(k)]
+                + s["values"][i][s["formats"].index(v)]
+                for i, (k, v) in enumerate(formats)
+            )
     LAYER_FORMATS["_calibration"] = {
         "formats": s["formats"],
         "tokens": s["tokens"],
         "text": f"the last {s['tokens']} tokens of {args.text.name}",
-        "seconds": s["seconds"],
+        "seconds": seconds,
         "passes": 1 + 2 * len(s["elements"]) * len(s["formats"]),
         "predicted": predicted,
     }
@@ -499,7 +518,7 @@ def main():
     elements = len(model.layers) * model.args.num_key_value_heads * dim
     all_ids = tokenizer.encode(args.text.read_text())
     ids = all_ids[: args.tokens]
-    budgets = [budget_of(c) for c in caches if budget_of(c) is not None]
+    budgets = [c for c in caches if budget_of(c) is not None]
     if budgets:
         if len(all_ids) < args.tokens + args.calibration_tokens:
             raise ValueError("the text is too short to calibrate on other tokens")
