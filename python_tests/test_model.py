@@ -14,7 +14,7 @@ from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import gguf_models  # noqa: E402
-from bench_model import make_cache  # noqa: E402
+from bench_model import flags, make_cache, parse_cache_name  # noqa: E402
 from mlx_lm.models.base import scaled_dot_product_attention  # noqa: E402
 from mlx_lm.models.cache import TurboQuantKVCache  # noqa: E402
 
@@ -89,6 +89,18 @@ def test_protected_first_token_lowers_kl(model, reference):
         protected = mean_kl(reference, log_probs(model, ids, cache))
         assert all(c.num_protected == 1 for c in cache)
         assert protected < 0.75 * plain, (name, protected, plain)
+
+
+def test_cache_names_with_protected_tokens():
+    # "+pN" is --kv-protect N, for every quantized cache and budget.
+    assert parse_cache_name("turbo4+p4") == ("turbo4", None, 4)
+    assert parse_cache_name("budget3.5+p1") == ("budget3.5", None, 1)
+    assert parse_cache_name("turbo3@64") == ("turbo3", 64, 0)
+    assert flags("turbo4+p4") == "--kv-mode turbo4 --kv-protect 4"
+    assert flags("budget3.5+p1") == "--kv-budget 3.5 --kv-protect 1"
+    for bad in ("float16+p1", "turbo4+px", "turbo5+p1"):
+        with pytest.raises(ValueError):
+            parse_cache_name(bad)
 
 
 def test_mlx_lm_quantized_cache_still_works(model, reference):
