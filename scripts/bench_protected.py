@@ -10,7 +10,8 @@ scaled_dot_product_attention, the caches in turn, round after round, and
 reports the median. The protected caches take the fused kernel's output with
 its log-sum-exp (return_lse=True) and add the float16 tokens' part, a few
 small operations more; the float16 row is mx.fast.scaled_dot_product_attention
-over a plain KVCache, what a user would otherwise run. What protecting
+over a plain KVCache, what a user would otherwise run (and float32, which
+MLX's CPU computes faster than float16). What protecting
 buys is in results/model.md (bench_model.py's +pN rows).
 
     scripts/bench_protected.py                 # writes results/protected_decode_cpu.md
@@ -29,9 +30,11 @@ from mlx_lm.models.cache import KVCache, TurboQuantKVCache
 
 HEADS, KV_HEADS, DIM = 12, 2, 128
 
-# Row name -> a fresh cache.
+# Row name -> a fresh cache (float32: a KVCache given float32 keys, values
+# and queries).
 CACHES = {
     "float16": KVCache,
+    "float32": KVCache,
     "turbo4": lambda: TurboQuantKVCache("turbo4"),
     "turbo4, protect 1": lambda: TurboQuantKVCache("turbo4", protect=1),
     "turbo4, protect 64": lambda: TurboQuantKVCache("turbo4", protect=64),
@@ -40,10 +43,10 @@ CACHES = {
 }
 
 
-def filled(make, length, seed):
+def filled(make, length, seed, dtype):
     cache = make()
     key = mx.random.key(seed)
-    k, v = mx.random.normal((2, 1, KV_HEADS, length, DIM), key=key).astype(mx.float16)
+    k, v = mx.random.normal((2, 1, KV_HEADS, length, DIM), key=key).astype(dtype)
     # A float16 model's prefill chunks.
     for start in range(0, length, 2048):
         keys, values = cache.update_and_fetch(
@@ -56,19 +59,22 @@ def filled(make, length, seed):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096, 16384])
-    parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--rounds", type=int, default=100)
     parser.add_argument("--out", type=Path, default=Path("results"))
     args = parser.parse_args()
 
     q = mx.random.normal((1, HEADS, 1, DIM), key=mx.random.key(1)).astype(mx.float16)
     rows = {}
     for length in args.lengths:
-        setups = {name: filled(make, length, 0) for name, make in CACHES.items()}
+        dtypes = {n: mx.float32 if n == "float32" else mx.float16 for n in CACHES}
+        setups = {
+            name: filled(make, length, 0, dtypes[name]) for name, make in CACHES.items()
+        }
 
         def attend(name):
             cache, keys, values = setups[name]
             return scaled_dot_product_attention(
-                q, keys, values, cache, scale=DIM**-0.5, mask=None
+                q.astype(dtypes[name]), keys, values, cache, scale=DIM**-0.5, mask=None
             )
 
         times = {name: [] for name in setups}
@@ -93,7 +99,7 @@ def main():
         f"One decoding step's attention of one layer (batch 1, {HEADS} query and "
         f"{KV_HEADS} KV heads, head dim {DIM}, float16 queries), through "
         "mlx-lm's scaled_dot_product_attention over each cache filled with "
-        "random float16 keys and values; median of "
+        "random float16 keys and values (float32 for the float32 row); median of "
         f"{args.rounds} rounds, the caches in turn in every round. Microseconds "
         "(lower is better), and in brackets the ratio to the same format "
         "without protected tokens.",
