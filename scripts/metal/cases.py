@@ -385,28 +385,7 @@ def prepare(c):
             stream=mx.cpu,
         )
     else:
-        kf, vf = c.key, c.vfmt
-        cpu = mx.fast.quantized_scaled_dot_product_attention(
-            q,
-            kp[0],
-            kp[1],
-            vp[0],
-            vp[1],
-            k_biases=kp[2] if kf.mode == "affine" else None,
-            v_biases=vp[2] if vf.mode == "affine" else None,
-            scale=scale,
-            mask=mask,
-            sinks=sinks,
-            causal=c.causal,
-            mode=kf.mode,
-            bits=kf.bits,
-            group_size=kf.group_size or c.D,
-            v_mode=vf.mode,
-            v_bits=vf.bits,
-            v_group_size=vf.group_size or c.D,
-            stream=mx.cpu,
-        )
-        cpu_lse = cpu_logsumexp(q, kp, vp, c, scale, mask, sinks)
+        cpu, cpu_lse = cpu_quantized_sdpa(q, kp, vp, c, scale, mask, sinks)
     cpu = _f64(_np(cpu), c.dtype)
 
     out = _garbage((c.B, c.Hq, c.Lq, c.D), _np(q).dtype)
@@ -474,12 +453,14 @@ def logsumexp_reference(s, c, mask, sinks):
         return np.where(seen, safe[..., 0] + np.log(np.exp(s - safe).sum(-1)), -np.inf)
 
 
-def cpu_logsumexp(q, kp, vp, c, scale, mask, sinks):
-    """MLX's CPU log-sum-exp (return_lse) on the same inputs, [B, Hq, Lq]
-    float64; None for a CPU build without return_lse."""
+def cpu_quantized_sdpa(q, kp, vp, c, scale, mask, sinks):
+    """MLX's CPU quantized SDPA on the same inputs: its output, and its
+    log-sum-exp (return_lse) as [B, Hq, Lq] float64, or None for a CPU build
+    without return_lse."""
     kf, vf = c.key, c.vfmt
-    try:
-        _, lse = mx.fast.quantized_scaled_dot_product_attention(
+
+    def run(**extra):
+        return mx.fast.quantized_scaled_dot_product_attention(
             q,
             kp[0],
             kp[1],
@@ -497,12 +478,15 @@ def cpu_logsumexp(q, kp, vp, c, scale, mask, sinks):
             v_mode=vf.mode,
             v_bits=vf.bits,
             v_group_size=vf.group_size or c.D,
-            return_lse=True,
             stream=mx.cpu,
+            **extra,
         )
+
+    try:
+        out, lse = run(return_lse=True)
     except TypeError:
-        return None
-    return np.array(lse).astype(np.float64)[..., 0]
+        return run(), None
+    return out, np.array(lse).astype(np.float64)[..., 0]
 
 
 def takes_lse(tree, dispatch):
