@@ -253,9 +253,9 @@ def measure(model, name, ids, chunk, decode, reference=None):
     fixed = 0
     per_token = bytes_per_token(cache)
     for c in cache:
-        for name in ("key_mean", "protected_keys", "protected_values"):
-            if getattr(c, name, None) is not None:
-                fixed += getattr(c, name).nbytes
+        for part in ("key_mean", "protected_keys", "protected_values"):
+            if getattr(c, part, None) is not None:
+                fixed += getattr(c, part).nbytes
     fixed -= per_token * max(getattr(c, "num_protected", 0) for c in cache)
     row = {
         "fixed_bytes": fixed,
