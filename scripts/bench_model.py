@@ -55,7 +55,8 @@ REFERENCE = "float16"
 
 # Cache name -> the mlx_lm.generate options that select it. "-nocal" adds
 # --no-kv-calibrate; "NAME@N" takes the key mean from the first N tokens only
-# and "turbo4-norot" skips the rotation: ablations that only the
+# "turbo4-norot" skips the rotation and "-noscale" the key scaling:
+# ablations that only the
 # TurboQuantKVCache arguments (calibration_tokens, rotate) express. A "+pN"
 # suffix (any cache but float16 and float32, e.g. "turbo4+p1") adds
 # --kv-protect N: the first N tokens of every layer kept in float16.
@@ -72,21 +73,28 @@ CACHES = {
 }
 CALIBRATED = ("turbo4", "turbo3", "k4v3", "turbo4-norot")
 CACHES.update({f"{n}-nocal": CACHES[n] + ["--no-kv-calibrate"] for n in CALIBRATED})
+# "-noscale": TurboQuantKVCache(scale_keys=False), keys not scaled by the
+# queries' statistics (the default before key scaling)
+CACHES.update({f"{n}-noscale": CACHES[n] for n in ("turbo4", "turbo3", "k4v3")})
 ORDER = [
     "float32",
     "float16",
     "affine8",
     "affine4",
     "turbo4",
+    "turbo4-noscale",
     "turbo4-nocal",
     "turbo3",
+    "turbo3-noscale",
     "turbo3-nocal",
     "turbo4-norot",
     "k8v4",
     "k4v3",
+    "k4v3-noscale",
     "budget3.5",
     "budget4.25",
     "turbo4+p1",
+    "turbo4-noscale+p1",
     "turbo3+p1",
     "k4v3+p1",
     "budget3.5+p1",
@@ -142,6 +150,8 @@ def flags(name):
     extra = []
     if base.startswith("turbo4-norot"):
         extra.append("rotate=False")
+    if base.endswith("-noscale"):
+        extra.append("scale_keys=False")
     if tokens:
         extra.append(f"calibration_tokens={tokens}")
     return text + (f" + {', '.join(extra)}" if extra else "")
@@ -191,6 +201,8 @@ def make_cache(model, name):
     for c in cache:
         if base.startswith("turbo4-norot"):
             c.rotate_turbo = False
+        if base.endswith("-noscale"):
+            c.scale_keys = False
         if tokens:
             c.calibration_tokens = tokens
     if base == "float32":
@@ -253,7 +265,7 @@ def measure(model, name, ids, chunk, decode, reference=None):
     fixed = 0
     per_token = bytes_per_token(cache)
     for c in cache:
-        for part in ("key_mean", "protected_keys", "protected_values"):
+        for part in ("key_mean", "key_scale", "protected_keys", "protected_values"):
             if getattr(c, part, None) is not None:
                 fixed += getattr(c, part).nbytes
     fixed -= per_token * max(getattr(c, "num_protected", 0) for c in cache)
@@ -301,7 +313,9 @@ def write_markdown(path, rows, args, n_tokens, description, weight_bytes, sample
         "signs per layer (seed: the layer index); affine formats are "
         "unrotated. TurboQuant keys are calibrated (a per-channel key mean "
         "from the first chunk subtracted before rotating) except in the -nocal "
-        "rows. The model runs in float32 and hands every cache but float32's "
+        "rows, and their channels scaled by (E[q^2] / Var[k])^(1/8) from the "
+        "queries of the first chunk (the queries inversely) except in the "
+        "-noscale rows. The model runs in float32 and hands every cache but float32's "
         "its keys and values in float16, as a float16 model would. Rows with "
         "+pN keep the first N tokens of every layer in float16 (--kv-protect "
         "N); their budget rows choose formats from sensitivities measured so.",
@@ -314,7 +328,7 @@ def write_markdown(path, rows, args, n_tokens, description, weight_bytes, sample
         "token. bits/elt: keys and values together, float16 scales and biases "
         "included, per quantized token; all-in: what the whole cache takes per "
         "element at this length, with the key means (one vector per layer and "
-        "KV head) and the protected float16 tokens. bytes/token: the cache's "
+        "KV head, and as many key scales) and the protected float16 tokens. bytes/token: the cache's "
         "size per quantized token over all layers.",
         f"Decode: median time of {args.decode} greedy decoding steps (the "
         f"fused CPU kernel) right after the text, over the {n_tokens}-token "

@@ -7,7 +7,10 @@ For every cache length it fills one layer's cache (batch 1, 12 query and 2 KV
 heads, head dim 128: Qwen2.5-1.5B's attention) with random float16 keys and
 values, then times one query token's attention through mlx-lm's
 scaled_dot_product_attention, the caches in turn, round after round, and
-reports the median. The protected caches take the fused kernel's output with
+reports the median. As in a model's prefill, the first chunk's attention
+scales the TurboQuant keys (TurboQuantKVCache's default scale_keys; the
+"keys unscaled" row without it), so the queries are scaled at every step
+too. The protected caches take the fused kernel's output with
 its log-sum-exp (return_lse=True) and add the float16 tokens' part, a few
 small operations more; the float16 row is mx.fast.scaled_dot_product_attention
 over a plain KVCache, what a user would otherwise run (and float32, which
@@ -36,6 +39,7 @@ CACHES = {
     "float16": KVCache,
     "float32": KVCache,
     "turbo4": lambda: TurboQuantKVCache("turbo4"),
+    "turbo4, keys unscaled": lambda: TurboQuantKVCache("turbo4", scale_keys=False),
     "turbo4, protect 1": lambda: TurboQuantKVCache("turbo4", protect=1),
     "turbo4, protect 64": lambda: TurboQuantKVCache("turbo4", protect=64),
     "k4v3": lambda: TurboQuantKVCache("turbo4", "turbo3"),
@@ -47,11 +51,15 @@ def filled(make, length, seed, dtype):
     cache = make()
     key = mx.random.key(seed)
     k, v = mx.random.normal((2, 1, KV_HEADS, length, DIM), key=key).astype(dtype)
-    # A float16 model's prefill chunks.
+    # A float16 model's prefill chunks; the first chunk's attention scales
+    # TurboQuant keys (from 16 of its queries here)
     for start in range(0, length, 2048):
         keys, values = cache.update_and_fetch(
             k[..., start : start + 2048, :], v[..., start : start + 2048, :]
         )
+        if start == 0 and isinstance(cache, TurboQuantKVCache):
+            q = mx.random.normal((1, HEADS, 16, DIM), key=key).astype(dtype)
+            keys, values = cache.measure_key_scale(q) or (keys, values)
         mx.eval(keys, values)
     return cache, keys, values
 
@@ -91,7 +99,7 @@ def main():
         print(f"{length:6d} keys: {line} (us)", flush=True)
 
     lines = [
-        "# The decoding cost of protected tokens (CPU)",
+        "# The decoding cost of protected tokens and scaled keys (CPU)",
         "",
         "Written by scripts/bench_protected.py; do not edit by hand.",
         "",
@@ -102,7 +110,9 @@ def main():
         "random float16 keys and values (float32 for the float32 row); median of "
         f"{args.rounds} rounds, the caches in turn in every round. Microseconds "
         "(lower is better), and in brackets the ratio to the same format "
-        "without protected tokens.",
+        "without protected tokens (or with its keys scaled). TurboQuant "
+        "keys are scaled (TurboQuantKVCache's default) except in the "
+        "unscaled row.",
         "",
         "| cache | " + " | ".join(f"{n} keys" for n in args.lengths) + " |",
         "|---|" + "---|" * len(args.lengths),
