@@ -54,10 +54,10 @@ TEXT = Path(__file__).resolve().parent / "data" / "model_text.txt"
 REFERENCE = "float16"
 
 # Cache name -> the mlx_lm.generate options that select it. "-nocal" adds
-# --no-kv-calibrate; "NAME@N" takes the key mean from the first N tokens only
-# "turbo4-norot" skips the rotation and "-noscale" the key scaling:
-# ablations that only the
-# TurboQuantKVCache arguments (calibration_tokens, rotate) express. A "+pN"
+# --no-kv-calibrate; "NAME@N" takes the key mean from the first N tokens only,
+# "turbo4-norot" skips the rotation and "-noscale" the key scaling: ablations
+# that only the TurboQuantKVCache arguments (calibration_tokens, rotate,
+# scale_keys) express. A "+pN"
 # suffix (any cache but float16 and float32, e.g. "turbo4+p1") adds
 # --kv-protect N: the first N tokens of every layer kept in float16.
 CACHES = {
@@ -73,8 +73,6 @@ CACHES = {
 }
 CALIBRATED = ("turbo4", "turbo3", "k4v3", "turbo4-norot")
 CACHES.update({f"{n}-nocal": CACHES[n] + ["--no-kv-calibrate"] for n in CALIBRATED})
-# "-noscale": TurboQuantKVCache(scale_keys=False), keys not scaled by the
-# queries' statistics (the default before key scaling)
 CACHES.update({f"{n}-noscale": CACHES[n] for n in ("turbo4", "turbo3", "k4v3")})
 ORDER = [
     "float32",
@@ -315,8 +313,8 @@ def write_markdown(path, rows, args, n_tokens, description, weight_bytes, sample
         "from the first chunk subtracted before rotating) except in the -nocal "
         "rows, and their channels scaled by (E[q^2] / Var[k])^(1/8) from the "
         "queries of the first chunk (the queries inversely) except in the "
-        "-noscale rows. The model runs in float32 and hands every cache but float32's "
-        "its keys and values in float16, as a float16 model would. Rows with "
+        "-noscale rows. The model runs in float32 and hands every cache but "
+        "float32's its keys and values in float16, as a float16 model would. Rows with "
         "+pN keep the first N tokens of every layer in float16 (--kv-protect "
         "N); their budget rows choose formats from sensitivities measured so.",
         f"Text: the first {n_tokens} tokens of {args.text.name}, "
@@ -328,8 +326,8 @@ def write_markdown(path, rows, args, n_tokens, description, weight_bytes, sample
         "token. bits/elt: keys and values together, float16 scales and biases "
         "included, per quantized token; all-in: what the whole cache takes per "
         "element at this length, with the key means (one vector per layer and "
-        "KV head, and as many key scales) and the protected float16 tokens. bytes/token: the cache's "
-        "size per quantized token over all layers.",
+        "KV head, and as many key scales) and the protected float16 tokens. "
+        "bytes/token: the cache's size per quantized token over all layers.",
         f"Decode: median time of {args.decode} greedy decoding steps (the "
         f"fused CPU kernel) right after the text, over the {n_tokens}-token "
         "cache, on the CPU; speeds vary with the machine's load, the quality "
