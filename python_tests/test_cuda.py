@@ -97,8 +97,8 @@ def test_fused_and_fallback_match_float64(pair):
     ids=lambda p: f"{p[0]}/{p[1]}",
 )
 def test_masks_and_sinks_match_float64(pair):
-    # turbo4 with 16-bit queries runs the tensor-core kernel, the others the
-    # CUDA-core one; both read masks through their strides.
+    # All three run the tensor-core kernel (16-bit queries), which reads
+    # masks through their strides.
     mx.random.seed(1)
     kf, vf = FORMATS[pair[0]], FORMATS[pair[1]]
     B, Hq, Hkv, L_k = 2, 8, 2, 333
@@ -146,9 +146,10 @@ def test_masks_and_sinks_match_float64(pair):
         (("turbo4", "turbo4"), mx.float16),  # tensor cores
         (("turbo4", "turbo4"), mx.bfloat16),  # tensor cores
         (("turbo4", "turbo4"), mx.float32),  # CUDA cores
-        (("turbo3", "turbo3"), mx.float16),
-        (("affine4 g64", "affine4 g64"), mx.bfloat16),
-        (("affine8 g32", "turbo4"), mx.float32),
+        (("turbo3", "turbo3"), mx.float16),  # tensor cores
+        (("affine4 g64", "affine4 g64"), mx.bfloat16),  # tensor cores
+        (("affine8 g32", "turbo4"), mx.float16),  # tensor cores
+        (("affine8 g32", "turbo4"), mx.float32),  # CUDA cores
     ],
     ids=lambda x: f"{x[0]}/{x[1]}" if isinstance(x, tuple) else str(x).split(".")[-1],
 )
@@ -212,6 +213,92 @@ def test_fully_masked_rows_match_the_cpu(pair, dtype, L_k):
             error = np.linalg.norm(out[~full] - ref[~full])
             error /= np.linalg.norm(ref[~full])
             assert error < tol, f"{msg}: {error:.2e}"
+
+
+@pytest.mark.parametrize(
+    "pair, dtype",
+    [
+        (("turbo4", "turbo4"), mx.float16),  # tensor cores
+        (("turbo3", "turbo3"), mx.bfloat16),  # tensor cores
+        (("turbo4", "turbo4"), mx.float32),  # CUDA cores
+        (("affine4 g64", "affine4 g64"), mx.float16),  # tensor cores
+        (("affine8 g32", "turbo4"), mx.float16),  # tensor cores
+        (("affine8 g32", "affine8 g32"), mx.float32),  # CUDA cores
+    ],
+    ids=lambda x: f"{x[0]}/{x[1]}" if isinstance(x, tuple) else str(x).split(".")[-1],
+)
+def test_log_sum_exp_from_the_kernels(pair, dtype):
+    # return_lse: the kernels' second pass writes each row's log-sum-exp
+    # (sinks included, -inf for a row that sees no key) beside the same
+    # output, without the fallback's dequantized copy of K and V. 40 queries
+    # take the tiled kernel, fewer the decoding ones.
+    mx.random.seed(3)
+    kf, vf = FORMATS[pair[0]], FORMATS[pair[1]]
+    B, Hq, Hkv, L_k, D = 2, 8, 2, 3000, 128
+    k = mx.random.normal((B, Hkv, L_k, D)).astype(dtype)
+    v = mx.random.normal((B, Hkv, L_k, D)).astype(dtype)
+    k_parts, v_parts = mx.quantize(k, **kf), mx.quantize(v, **vf)
+    k_hat = mx.dequantize(*k_parts, **kf, dtype=mx.float32)
+    k64 = np.repeat(np.array(k_hat, dtype=np.float64), Hq // Hkv, axis=1)
+    sinks = mx.random.normal((Hq,)).astype(dtype)
+    mx.eval(k_parts, v_parts, sinks)
+    for L_q in (1, 5) if dtype == mx.float32 else (1, 5, 40):
+        q = mx.random.normal((B, Hq, L_q, D)).astype(dtype)
+        keep = mx.random.uniform(shape=(B, Hq, L_q, L_k)) > 0.5
+        keep[0, 3, 0] = False  # a row that sees no key
+        options = {
+            "none": {},
+            "causal": dict(causal=True),
+            "bool": dict(mask=keep),
+            "bool+sinks": dict(mask=keep, sinks=sinks),
+        }
+        for name, extra in options.items():
+            msg = f"L_q={L_q} {name}"
+            args = (q, k_parts, v_parts, kf, vf)
+            mx.eval(q, keep)
+
+            def held(**kwargs):
+                # Memory held at the peak besides the outputs.
+                mx.synchronize()
+                mx.reset_peak_memory()
+                before = mx.get_active_memory()
+                outs = attend(*args, scale=D**-0.5, **extra, **kwargs)
+                mx.eval(outs)
+                outs = outs if isinstance(outs, (list, tuple)) else [outs]
+                extra_bytes = mx.get_peak_memory() - before
+                return outs, extra_bytes - sum(o.nbytes for o in outs)
+
+            (out, lse), held_lse = held(return_lse=True)
+            (plain,), held_plain = held()
+            # The same kernels: the fallback would hold the dequantized K
+            # and V besides.
+            assert held_lse <= held_plain + 4096, f"{msg}: {held_lse} {held_plain}"
+            assert mx.array_equal(out, plain, equal_nan=True).item(), msg
+            assert lse.shape == (B, Hq, L_q, 1) and lse.dtype == mx.float32
+
+            q64 = np.array(q.astype(mx.float32), dtype=np.float64)
+            s = D**-0.5 * q64 @ k64.swapaxes(-1, -2)
+            if name == "causal":
+                s = np.where(
+                    np.arange(L_q)[:, None] + L_k - L_q >= np.arange(L_k), s, -np.inf
+                )
+            if "mask" in extra:
+                s = np.where(np.array(keep), s, -np.inf)
+            if "sinks" in extra:
+                sink = np.array(sinks.astype(mx.float32), dtype=np.float64)
+                s = np.concatenate(
+                    [s, np.broadcast_to(sink[:, None, None], s.shape[:-1] + (1,))], -1
+                )
+            with np.errstate(divide="ignore"):
+                m = s.max(-1, keepdims=True)
+                finite = np.where(np.isfinite(m), m, 0)
+                expected = finite + np.log(np.exp(s - finite).sum(-1, keepdims=True))
+            lse = np.array(lse)
+            if "mask" in extra and "sinks" not in extra:
+                assert np.isneginf(lse[0, 3, 0]), msg
+            assert (np.isneginf(lse) == np.isneginf(expected)).all(), msg
+            tol = 1e-4 if dtype == mx.float32 else 2e-2
+            np.testing.assert_allclose(lse, expected, atol=tol, rtol=tol, err_msg=msg)
 
 
 def test_an_empty_batch_launches_nothing():

@@ -291,6 +291,7 @@ std::vector<float> run(
             psum.ptr,
             sinks_host ? sk.ptr : nullptr,
             out.ptr,
+            nullptr,
             values,
             params,
             books,
@@ -474,7 +475,8 @@ double check_case(
 using T = __half;
 const Format turbo3{"turbo3", true, 3, 0}, turbo4{"turbo4", true, 4, 0},
     affine4{"affine4 g64", false, 4, 64}, affine6{"affine6 g32", false, 6, 32},
-    affine8{"affine8 g32", false, 8, 32}, affine8_64{"affine8 g64", false, 8, 64};
+    affine8{"affine8 g32", false, 8, 32}, affine8_64{"affine8 g64", false, 8, 64},
+    affine4_32{"affine4 g32", false, 4, 32};
 
 template <int D>
 int check_all(std::mt19937& rng) {
@@ -567,6 +569,25 @@ int check_all(std::mt19937& rng) {
     lg.bool_mask = true;
     mma3("mma long", lg);
     report("mma long", turbo4, turbo4, lg, check_case<D, R4, R4>(lg, turbo4, turbo4, rng, true));
+
+    // The tensor-core kernel for affine 4- and 8-bit keys and values, and
+    // for 8-bit keys with TurboQuant values.
+    using A4b = cu::AffineRows<T, 4, 32>;
+    auto mma_affine = [&](const char* what, const Problem& x) {
+      report(what, affine4, affine4, x, check_case<D, A4, A4>(x, affine4, affine4, rng, true));
+      report(what, affine4_32, affine4_32, x, check_case<D, A4b, A4b>(x, affine4_32, affine4_32, rng, true));
+      report(what, affine8, affine8, x, check_case<D, A8, A8>(x, affine8, affine8, rng, true));
+      report(what, affine8_64, affine8_64, x, check_case<D, A8b, A8b>(x, affine8_64, affine8_64, rng, true));
+      report(what, affine8_64, turbo4, x, check_case<D, A8b, R4>(x, affine8_64, turbo4, rng, true));
+      report(what, affine8, turbo3, x, check_case<D, A8, R3>(x, affine8, turbo3, rng, true));
+    };
+    mma_affine("mma", p);
+    mma_affine("mma caus", c);
+    mma_affine("mma add", a);
+    mma_affine("mma gqa12", h);
+    mma_affine("mma empty", e);
+    mma_affine("mma B=8", b8);
+    mma_affine("mma long", lg);
   }
   return failures;
 }
@@ -907,6 +928,7 @@ double check_prefill(
         psum.ptr,
         p.sinks ? sk.ptr : nullptr,
         out.ptr,
+        nullptr,
         values,
         params,
         books,
@@ -1139,8 +1161,11 @@ int main() {
     time("turbo3", cu::TurboRows<T, 3>{}, cu::TurboRows<T, 3>{}, turbo3, turbo3);
     time("K4V3 mma", cu::TurboRows<T, 4>{}, cu::TurboRows<T, 3>{}, turbo4, turbo3, true);
     time("K4V3", cu::TurboRows<T, 4>{}, cu::TurboRows<T, 3>{}, turbo4, turbo3);
+    time("affine4 g64 mma", cu::AffineRows<T, 4, 64>{}, cu::AffineRows<T, 4, 64>{}, affine4, affine4, true);
     time("affine4 g64", cu::AffineRows<T, 4, 64>{}, cu::AffineRows<T, 4, 64>{}, affine4, affine4);
+    time("affine8 g32 mma", cu::AffineRows<T, 8, 32>{}, cu::AffineRows<T, 8, 32>{}, affine8, affine8, true);
     time("affine8 g32", cu::AffineRows<T, 8, 32>{}, cu::AffineRows<T, 8, 32>{}, affine8, affine8);
+    time("K8V4 mma", cu::AffineRows<T, 8, 64>{}, cu::TurboRows<T, 4>{}, affine8_64, turbo4, true);
     time("K8V4", cu::AffineRows<T, 8, 64>{}, cu::TurboRows<T, 4>{}, affine8_64, turbo4);
   }
   std::printf("%d checks failed\n", failures);
