@@ -301,6 +301,35 @@ def test_log_sum_exp_from_the_kernels(pair, dtype):
             np.testing.assert_allclose(lse, expected, atol=tol, rtol=tol, err_msg=msg)
 
 
+@pytest.mark.parametrize("pair", PAIRS, ids=lambda p: f"{p[0]}/{p[1]}")
+@pytest.mark.parametrize("dtype", [mx.float16, mx.float32])
+def test_a_batch_of_sequences_of_their_own_lengths(pair, dtype):
+    # A server's decode batch: 8 sequences, each with its own length, left
+    # padded to the longest and masked per sequence, as mlx-lm's batch cache
+    # does; 4 query heads per KV head.
+    mx.random.seed(4)
+    kf, vf = FORMATS[pair[0]], FORMATS[pair[1]]
+    B, Hq, Hkv, L_k, D = 8, 32, 8, 1500, 128
+    lengths = [1500, 1, 17, 256, 257, 700, 1023, 1499]
+    k = mx.random.normal((B, Hkv, L_k, D)).astype(dtype)
+    v = mx.random.normal((B, Hkv, L_k, D)).astype(dtype)
+    k_parts, v_parts = mx.quantize(k, **kf), mx.quantize(v, **vf)
+    k_hat = mx.dequantize(*k_parts, **kf, dtype=mx.float32)
+    v_hat = mx.dequantize(*v_parts, **vf, dtype=mx.float32)
+    mask = mx.arange(L_k)[None] >= L_k - mx.array(lengths)[:, None]
+    mask = mask[:, None, None, :]
+    for L_q in (1, 4):
+        q = mx.random.normal((B, Hq, L_q, D)).astype(dtype)
+        out = attend(q, k_parts, v_parts, kf, vf, scale=D**-0.5, mask=mask)
+        expected = attention64(q, k_hat, v_hat, D**-0.5, mask=mask)
+        # Relative to each sequence's outputs.
+        diff = np.array(out.astype(mx.float32)) - expected
+        error = np.linalg.norm(diff.reshape(B, -1), axis=-1)
+        error /= np.linalg.norm(expected.reshape(B, -1), axis=-1)
+        tol = {mx.float32: 1e-3, mx.float16: 5e-3}[dtype]
+        assert error.max() < tol, f"L_q={L_q}: {error.max():.2e}"
+
+
 def test_an_empty_batch_launches_nothing():
     # The kernels' grid divides by the number of rows; the op only answers
     # empty caches and no queries before making the primitive.
