@@ -35,6 +35,39 @@ cuda_libs() {
   echo $prefix
 }
 
+# To fit a short lease: quantized_matmul's naive CUTLASS kernels, which the
+# series does not touch and which take most of the build, become stubs that
+# throw, and the Hopper-only qmm kernels are skipped. A quick build leaves
+# build/.quick-qmm, so that 'refresh' stubs them again: otherwise ninja
+# rebuilds them from the unpacked sources, which takes most of a lease.
+quick_qmm() {
+  [ "${QUICK_QMM:-0}" = 1 ] || [ -f build/.quick-qmm ] || return 0
+  touch build/.quick-qmm
+  export MLX_DISABLE_SM90A_KERNELS=1
+  for f in mlx/mlx/backend/cuda/quantized/qmm/qmm_impl_naive_m*.cu; do
+    # A second build on the same tree finds the stubs already there.
+    grep -q "is a stub in this build" "$f" && continue
+    m=$(sed -n 's/^QMM_NAIVE_GPU(\(.*\))/\1/p' "$f")
+    cat >"$f" <<STUB
+#include <optional>
+#include <stdexcept>
+#include "mlx/backend/cuda/device.h"
+#include "mlx/primitives.h"
+namespace mlx::core {
+template <int TileM, bool KMajor>
+void qmm_impl_naive(const array&, const array&, const array&,
+    const std::optional<array>&, array&, int, int, QuantizationMode,
+    cu::CommandEncoder&) {
+  throw std::runtime_error("qmm_impl_naive is a stub in this build");
+}
+template void qmm_impl_naive<$m>(const array&, const array&, const array&,
+    const std::optional<array>&, array&, int, int, QuantizationMode,
+    cu::CommandEncoder&);
+}
+STUB
+  done
+}
+
 case ${1:?step} in
   setup)
     mkdir -p build mlx $BLAS
@@ -57,34 +90,7 @@ case ${1:?step} in
     build/check_quantized_sdpa | tee "$OUT/check_quantized_sdpa.txt"
     ;;
   build)
-    if [ "${QUICK_QMM:-0}" = 1 ]; then
-      # To fit a short lease: quantized_matmul's naive CUTLASS kernels, which
-      # the series does not touch and which take most of the build, become
-      # stubs that throw, and the Hopper-only qmm kernels are skipped.
-      export MLX_DISABLE_SM90A_KERNELS=1
-      for f in mlx/mlx/backend/cuda/quantized/qmm/qmm_impl_naive_m*.cu; do
-        # A second build on the same tree finds the stubs already there.
-        grep -q "is a stub in this build" "$f" && continue
-        m=$(sed -n 's/^QMM_NAIVE_GPU(\(.*\))/\1/p' "$f")
-        cat >"$f" <<STUB
-#include <optional>
-#include <stdexcept>
-#include "mlx/backend/cuda/device.h"
-#include "mlx/primitives.h"
-namespace mlx::core {
-template <int TileM, bool KMajor>
-void qmm_impl_naive(const array&, const array&, const array&,
-    const std::optional<array>&, array&, int, int, QuantizationMode,
-    cu::CommandEncoder&) {
-  throw std::runtime_error("qmm_impl_naive is a stub in this build");
-}
-template void qmm_impl_naive<$m>(const array&, const array&, const array&,
-    const std::optional<array>&, array&, int, int, QuantizationMode,
-    cu::CommandEncoder&);
-}
-STUB
-      done
-    fi
+    quick_qmm
     # This machine's gcc has no lto-wrapper.
     sed -i 's/^  LTO$//' mlx/python/src/CMakeLists.txt
     libs=$(cuda_libs)
@@ -99,14 +105,7 @@ STUB
     # A new call empties mlx/: unpack it again, with the same edits, and let
     # ninja restore what the build put there.
     tar -xJf build/device/mlx.tar.xz -C mlx
-    if [ "${QUICK_QMM:-0}" = 1 ]; then
-      export MLX_DISABLE_SM90A_KERNELS=1
-      for f in mlx/mlx/backend/cuda/quantized/qmm/qmm_impl_naive_m*.cu; do
-        grep -q "is a stub in this build" "$f" && continue
-        m=$(sed -n 's/^QMM_NAIVE_GPU(\(.*\))/\1/p' "$f")
-        printf '#include <optional>\n#include <stdexcept>\n#include "mlx/backend/cuda/device.h"\n#include "mlx/primitives.h"\nnamespace mlx::core {\ntemplate <int TileM, bool KMajor> void qmm_impl_naive(const array&, const array&, const array&, const std::optional<array>&, array&, int, int, QuantizationMode, cu::CommandEncoder&) { throw std::runtime_error("qmm_impl_naive is a stub in this build"); }\ntemplate void qmm_impl_naive<%s>(const array&, const array&, const array&, const std::optional<array>&, array&, int, int, QuantizationMode, cu::CommandEncoder&);\n}\n' "$m" >"$f"
-      done
-    fi
+    quick_qmm
     # This machine's gcc has no lto-wrapper.
     sed -i 's/^  LTO$//' mlx/python/src/CMakeLists.txt
     LD_LIBRARY_PATH=/opt/cuda-libs/lib:$BLAS/lib cmake --build build/cuda --target install -j16 |
