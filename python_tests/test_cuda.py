@@ -23,10 +23,17 @@ PAIRS = [(name, name) for name in FORMATS] + [
 ]
 
 
-def attention64(q, k, v, scale, causal=False, mask=None, sinks=None):
-    q, k, v = (np.array(t.astype(mx.float32), dtype=np.float64) for t in (q, k, v))
-    reps = q.shape[1] // k.shape[1]
-    k, v = np.repeat(k, reps, axis=1), np.repeat(v, reps, axis=1)
+def pair_or_dtype_id(x):
+    # Test ids for parameters (pair, dtype): "turbo4/turbo3", "float16".
+    return f"{x[0]}/{x[1]}" if isinstance(x, tuple) else str(x).split(".")[-1]
+
+
+def scores64(q, k, scale, causal=False, mask=None, sinks=None):
+    """The scaled and masked scores of the queries q against the keys k in
+    float64; with sinks, one more column: a key of score `sinks[head]` whose
+    value is zero."""
+    q, k = (np.array(t.astype(mx.float32), dtype=np.float64) for t in (q, k))
+    k = np.repeat(k, q.shape[1] // k.shape[1], axis=1)
     s = scale * q @ k.swapaxes(-1, -2)
     if causal:
         L_q, L_k = s.shape[-2:]
@@ -36,16 +43,21 @@ def attention64(q, k, v, scale, causal=False, mask=None, sinks=None):
         s = np.where(np.array(mask), s, -np.inf)
     elif mask is not None:
         s = s + np.array(mask.astype(mx.float32), dtype=np.float64)
-    # A sink is a key of score `sinks[head]` whose value is zero.
-    m = s.max(-1, keepdims=True)
     if sinks is not None:
         sink = np.array(sinks.astype(mx.float32), dtype=np.float64)[:, None, None]
-        m = np.maximum(m, sink)
-    p = np.exp(s - m)
-    total = p.sum(-1, keepdims=True)
+        s = np.concatenate([s, np.broadcast_to(sink, s.shape[:-1] + (1,))], -1)
+    return s
+
+
+def attention64(q, k, v, scale, causal=False, mask=None, sinks=None):
+    s = scores64(q, k, scale, causal, mask, sinks)
+    v = np.array(v.astype(mx.float32), dtype=np.float64)
+    v = np.repeat(v, q.shape[1] // v.shape[1], axis=1)
+    p = np.exp(s - s.max(-1, keepdims=True))
+    p = p / p.sum(-1, keepdims=True)
     if sinks is not None:
-        total = total + np.exp(sink - m)
-    return (p / total) @ v
+        p = p[..., :-1]
+    return p @ v
 
 
 def attend(q, k_parts, v_parts, kf, vf, **kwargs):
@@ -151,7 +163,7 @@ def test_masks_and_sinks_match_float64(pair):
         (("affine8 g32", "turbo4"), mx.float16),  # tensor cores
         (("affine8 g32", "turbo4"), mx.float32),  # CUDA cores
     ],
-    ids=lambda x: f"{x[0]}/{x[1]}" if isinstance(x, tuple) else str(x).split(".")[-1],
+    ids=pair_or_dtype_id,
 )
 @pytest.mark.parametrize("L_k", [40, 2000])
 def test_fully_masked_rows_match_the_cpu(pair, dtype, L_k):
@@ -225,7 +237,7 @@ def test_fully_masked_rows_match_the_cpu(pair, dtype, L_k):
         (("affine8 g32", "turbo4"), mx.float16),  # tensor cores
         (("affine8 g32", "affine8 g32"), mx.float32),  # CUDA cores
     ],
-    ids=lambda x: f"{x[0]}/{x[1]}" if isinstance(x, tuple) else str(x).split(".")[-1],
+    ids=pair_or_dtype_id,
 )
 def test_log_sum_exp_from_the_kernels(pair, dtype):
     # return_lse: the kernels' second pass writes each row's log-sum-exp
@@ -239,7 +251,6 @@ def test_log_sum_exp_from_the_kernels(pair, dtype):
     v = mx.random.normal((B, Hkv, L_k, D)).astype(dtype)
     k_parts, v_parts = mx.quantize(k, **kf), mx.quantize(v, **vf)
     k_hat = mx.dequantize(*k_parts, **kf, dtype=mx.float32)
-    k64 = np.repeat(np.array(k_hat, dtype=np.float64), Hq // Hkv, axis=1)
     sinks = mx.random.normal((Hq,)).astype(dtype)
     mx.eval(k_parts, v_parts, sinks)
     for L_q in (1, 5) if dtype == mx.float32 else (1, 5, 40):
@@ -276,19 +287,14 @@ def test_log_sum_exp_from_the_kernels(pair, dtype):
             assert mx.array_equal(out, plain, equal_nan=True).item(), msg
             assert lse.shape == (B, Hq, L_q, 1) and lse.dtype == mx.float32
 
-            q64 = np.array(q.astype(mx.float32), dtype=np.float64)
-            s = D**-0.5 * q64 @ k64.swapaxes(-1, -2)
-            if name == "causal":
-                s = np.where(
-                    np.arange(L_q)[:, None] + L_k - L_q >= np.arange(L_k), s, -np.inf
-                )
-            if "mask" in extra:
-                s = np.where(np.array(keep), s, -np.inf)
-            if "sinks" in extra:
-                sink = np.array(sinks.astype(mx.float32), dtype=np.float64)
-                s = np.concatenate(
-                    [s, np.broadcast_to(sink[:, None, None], s.shape[:-1] + (1,))], -1
-                )
+            s = scores64(
+                q,
+                k_hat,
+                D**-0.5,
+                extra.get("causal", False),
+                extra.get("mask"),
+                extra.get("sinks"),
+            )
             with np.errstate(divide="ignore"):
                 m = s.max(-1, keepdims=True)
                 finite = np.where(np.isfinite(m), m, 0)

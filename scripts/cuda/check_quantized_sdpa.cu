@@ -531,49 +531,14 @@ int check_all(std::mt19937& rng) {
     report("mma gqa12", turbo4, turbo4, h, check_case<D, R4, R4>(h, turbo4, turbo4, rng, true));
     report("gqa3", affine6, affine6, g, check_case<D, A6, A6>(g, affine6, affine6, rng));
 
-    // The tensor-core kernel for turbo3 keys and values, and for turbo4 keys
-    // with turbo3 values: every case above, then rows that see no key, GQA 1,
-    // 8 sequences and a long cache split over many chunks.
-    auto mma3 = [&](const char* what, const Problem& x) {
+    // The tensor-core kernel for turbo3 keys and values, for turbo4 keys
+    // with turbo3 values, for affine 4- and 8-bit keys and values, and for
+    // 8-bit keys with TurboQuant values: every case above, then rows that
+    // see no key, GQA 1, 8 sequences and a long cache split over many chunks.
+    using A4b = cu::AffineRows<T, 4, 32>;
+    auto mma_pairs = [&](const char* what, const Problem& x) {
       report(what, turbo3, turbo3, x, check_case<D, R3, R3>(x, turbo3, turbo3, rng, true));
       report(what, turbo4, turbo3, x, check_case<D, R4, R3>(x, turbo4, turbo3, rng, true));
-    };
-    mma3("mma", p);
-    mma3("mma caus", c);
-    mma3("mma bool", m);
-    mma3("mma add", a);
-    mma3("mma gqa3", g);
-    mma3("mma gqa12", h);
-    // Every third row sees no key: the mean of the values with a boolean
-    // mask, NaN with an additive one (zero with a sink); the additive mask is
-    // -inf at some keys of the other rows.
-    Problem e = m;
-    e.empty_rows = true;
-    mma3("mma empty", e);
-    report("mma empty", turbo4, turbo4, e, check_case<D, R4, R4>(e, turbo4, turbo4, rng, true));
-    report("empty", turbo3, turbo3, e, check_case<D, R3, R3>(e, turbo3, turbo3, rng));
-    Problem f = p;
-    f.float_mask = true;
-    f.empty_rows = true;
-    mma3("mma -inf", f);
-    report("mma -inf", turbo4, turbo4, f, check_case<D, R4, R4>(f, turbo4, turbo4, rng, true));
-    report("-inf", turbo4, turbo3, f, check_case<D, R4, R3>(f, turbo4, turbo3, rng));
-    f.sinks = true;
-    mma3("mma -inf+sk", f);
-    Problem g1{2, 4, 4, q_len, 300, D};
-    mma3("mma gqa1", g1);
-    Problem b8{8, 8, 2, q_len, 517, D};
-    b8.causal = true;
-    mma3("mma B=8", b8);
-    Problem lg{1, 8, 1, q_len, 20011, D};
-    lg.bool_mask = true;
-    mma3("mma long", lg);
-    report("mma long", turbo4, turbo4, lg, check_case<D, R4, R4>(lg, turbo4, turbo4, rng, true));
-
-    // The tensor-core kernel for affine 4- and 8-bit keys and values, and
-    // for 8-bit keys with TurboQuant values.
-    using A4b = cu::AffineRows<T, 4, 32>;
-    auto mma_affine = [&](const char* what, const Problem& x) {
       report(what, affine4, affine4, x, check_case<D, A4, A4>(x, affine4, affine4, rng, true));
       report(what, affine4_32, affine4_32, x, check_case<D, A4b, A4b>(x, affine4_32, affine4_32, rng, true));
       report(what, affine8, affine8, x, check_case<D, A8, A8>(x, affine8, affine8, rng, true));
@@ -581,13 +546,37 @@ int check_all(std::mt19937& rng) {
       report(what, affine8_64, turbo4, x, check_case<D, A8b, R4>(x, affine8_64, turbo4, rng, true));
       report(what, affine8, turbo3, x, check_case<D, A8, R3>(x, affine8, turbo3, rng, true));
     };
-    mma_affine("mma", p);
-    mma_affine("mma caus", c);
-    mma_affine("mma add", a);
-    mma_affine("mma gqa12", h);
-    mma_affine("mma empty", e);
-    mma_affine("mma B=8", b8);
-    mma_affine("mma long", lg);
+    mma_pairs("mma", p);
+    mma_pairs("mma caus", c);
+    mma_pairs("mma bool", m);
+    mma_pairs("mma add", a);
+    mma_pairs("mma gqa3", g);
+    mma_pairs("mma gqa12", h);
+    // Every third row sees no key: the mean of the values with a boolean
+    // mask, NaN with an additive one (zero with a sink); the additive mask is
+    // -inf at some keys of the other rows.
+    Problem e = m;
+    e.empty_rows = true;
+    mma_pairs("mma empty", e);
+    report("mma empty", turbo4, turbo4, e, check_case<D, R4, R4>(e, turbo4, turbo4, rng, true));
+    report("empty", turbo3, turbo3, e, check_case<D, R3, R3>(e, turbo3, turbo3, rng));
+    Problem f = p;
+    f.float_mask = true;
+    f.empty_rows = true;
+    mma_pairs("mma -inf", f);
+    report("mma -inf", turbo4, turbo4, f, check_case<D, R4, R4>(f, turbo4, turbo4, rng, true));
+    report("-inf", turbo4, turbo3, f, check_case<D, R4, R3>(f, turbo4, turbo3, rng));
+    f.sinks = true;
+    mma_pairs("mma -inf+sk", f);
+    Problem g1{2, 4, 4, q_len, 300, D};
+    mma_pairs("mma gqa1", g1);
+    Problem b8{8, 8, 2, q_len, 517, D};
+    b8.causal = true;
+    mma_pairs("mma B=8", b8);
+    Problem lg{1, 8, 1, q_len, 20011, D};
+    lg.bool_mask = true;
+    mma_pairs("mma long", lg);
+    report("mma long", turbo4, turbo4, lg, check_case<D, R4, R4>(lg, turbo4, turbo4, rng, true));
   }
   return failures;
 }
