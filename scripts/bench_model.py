@@ -59,7 +59,8 @@ REFERENCE = "float16"
 # that only the TurboQuantKVCache arguments (calibration_tokens, rotate,
 # scale_keys) express. A "+pN"
 # suffix (any cache but float16 and float32, e.g. "turbo4+p1") adds
-# --kv-protect N: the first N tokens of every layer kept in float16.
+# --kv-protect N: the first N tokens of every layer kept in float16; a "+rN"
+# suffix after it (e.g. "turbo3+p1+r8") --kv-recent N: the last N.
 CACHES = {
     "float32": [],
     "float16": [],
@@ -105,8 +106,17 @@ ORDER = [
 LAYER_FORMATS = {}
 
 
+def recent_of(name):
+    """(name without its "+rN" suffix, N or 0)."""
+    name, _, recent = name.partition("+r")
+    if recent and (not recent.isdigit() or name.startswith("float")):
+        raise ValueError(f"unknown cache {name}+r{recent}")
+    return name, int(recent or 0)
+
+
 def protect_of(name):
-    """(name without its "+pN" suffix, N or 0)."""
+    """(name without its "+pN" and "+rN" suffixes, N of "+pN" or 0)."""
+    name, _ = recent_of(name)
     name, _, protect = name.partition("+p")
     if protect and (not protect.isdigit() or name.startswith("float")):
         raise ValueError(f"unknown cache {name}+p{protect}")
@@ -140,6 +150,8 @@ def flags(name):
     """The mlx_lm.generate options of a cache, and its extra arguments."""
     base, tokens, protect = parse_cache_name(name)
     p = f" --kv-protect {protect}" if protect else ""
+    if recent_of(name)[1]:
+        p += f" --kv-recent {recent_of(name)[1]}"
     if budget_of(name) is not None:
         return f"--kv-budget {budget_of(name):g}" + p
     text = " ".join(CACHES[base]) + p or "(none)"
@@ -182,6 +194,7 @@ def make_cache(model, name):
             kv_bits=None,
             kv_layer_formats=LAYER_FORMATS[name],
             kv_protect=protect,
+            kv_recent=recent_of(name)[1],
         )
         return [float16_inputs(c) for c in cache]
     args = setup_arg_parser().parse_args(CACHES[base])
@@ -195,6 +208,7 @@ def make_cache(model, name):
         kv_value_bits=args.kv_value_bits,
         kv_calibrate=resolve_kv_calibrate(args.kv_calibrate, model),
         kv_protect=protect,
+        kv_recent=recent_of(name)[1],
     )
     for c in cache:
         if base.startswith("turbo4-norot"):
@@ -259,14 +273,17 @@ def measure(model, name, ids, chunk, decode, reference=None):
             mx.eval(kl[-1], agree[-1])
         start += lp.shape[0]
     # Bytes that are not per token (the key means), and those of the
-    # protected tokens beyond what they would take quantized
+    # protected and recent tokens beyond what they would take quantized
     fixed = 0
     per_token = bytes_per_token(cache)
+    unquantized = ("protected_keys", "protected_values", "recent_keys", "recent_values")
     for c in cache:
-        for part in ("key_mean", "key_scale", "protected_keys", "protected_values"):
+        for part in ("key_mean", "key_scale", *unquantized):
             if getattr(c, part, None) is not None:
                 fixed += getattr(c, part).nbytes
-    fixed -= per_token * max(getattr(c, "num_protected", 0) for c in cache)
+    fixed -= per_token * max(
+        getattr(c, "num_protected", 0) + getattr(c, "num_recent", 0) for c in cache
+    )
     row = {
         "fixed_bytes": fixed,
         "ppl": float(np.exp(mx.concatenate(nll).mean().item())),
@@ -316,17 +333,22 @@ def write_markdown(path, rows, args, n_tokens, description, weight_bytes, sample
         "-noscale rows. The model runs in float32 and hands every cache but "
         "float32's its keys and values in float16, as a float16 model would. Rows with "
         "+pN keep the first N tokens of every layer in float16 (--kv-protect "
-        "N); their budget rows choose formats from sensitivities measured so.",
+        "N); their budget rows choose formats from sensitivities measured so. "
+        "Rows with +rN keep the last N tokens of every layer in float16 too "
+        "(--kv-recent N), and every token attends over the N tokens up to it "
+        "unquantized, as when decoding; their budget rows choose formats "
+        "from sensitivities measured without them.",
         f"Text: the first {n_tokens} tokens of {args.text.name}, "
         f"run in chunks of {args.chunk} (on the CPU, the tiled quantized "
         "SDPA kernel for more than 8 queries); every token attends over the quantized cache of "
-        "the tokens before it and itself. ppl: perplexity. KL: mean "
+        "the tokens before it and itself (but the +pN and +rN rows' float16 tokens). ppl: perplexity. KL: mean "
         "KL(float16 cache || cache) of the next-token distributions, in nats. "
         "top-1: share of positions where both caches predict the same next "
         "token. bits/elt: keys and values together, float16 scales and biases "
         "included, per quantized token; all-in: what the whole cache takes per "
         "element at this length, with the key means (one vector per layer and "
-        "KV head, and as many key scales) and the protected float16 tokens. "
+        "KV head, and as many key scales) and the protected and recent float16 "
+        "tokens. "
         "bytes/token: the cache's size per quantized token over all layers.",
         f"Decode: median time of {args.decode} greedy decoding steps (the "
         f"fused CPU kernel) right after the text, over the {n_tokens}-token "
