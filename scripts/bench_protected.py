@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """What keeping the first tokens of a TurboQuant KV cache in float16
-(mlx_lm's --kv-protect N, TurboQuantKVCache(protect=N)) costs a decoding
-step's attention, side by side in one run.
+(mlx_lm's --kv-protect N, TurboQuantKVCache(protect=N)), or its last ones
+(--kv-recent N, TurboQuantKVCache(recent=N)), costs a decoding step's
+attention, side by side in one run.
 
 For every cache length it fills one layer's cache (batch 1, 12 query and 2 KV
 heads, head dim 128: Qwen2.5-1.5B's attention) with random float16 keys and
@@ -10,12 +11,12 @@ scaled_dot_product_attention, the caches in turn, round after round, and
 reports the median. As in a model's prefill, the first chunk's attention
 scales the TurboQuant keys (TurboQuantKVCache's default scale_keys; the
 "keys unscaled" row without it), so the queries are scaled at every step
-too. The protected caches take the fused kernel's output with
+too. The protected and recent caches take the fused kernel's output with
 its log-sum-exp (return_lse=True) and add the float16 tokens' part, a few
 small operations more; the float16 row is mx.fast.scaled_dot_product_attention
 over a plain KVCache, what a user would otherwise run (and float32, which
 MLX's CPU computes faster than float16). What protecting
-buys is in results/model.md (bench_model.py's +pN rows).
+buys is in results/model.md (bench_model.py's +pN and +rN rows).
 
     scripts/bench_protected.py                 # writes results/protected_decode_cpu.md
     scripts/bench_protected.py --lengths 1024 --rounds 20
@@ -44,6 +45,13 @@ CACHES = {
     "turbo4, protect 64": lambda: TurboQuantKVCache("turbo4", protect=64),
     "k4v3": lambda: TurboQuantKVCache("turbo4", "turbo3"),
     "k4v3, protect 1": lambda: TurboQuantKVCache("turbo4", "turbo3", protect=1),
+    "turbo4, recent 8": lambda: TurboQuantKVCache("turbo4", recent=8),
+    "turbo4, protect 1, recent 8": lambda: TurboQuantKVCache(
+        "turbo4", protect=1, recent=8
+    ),
+    "turbo3, protect 1, recent 8": lambda: TurboQuantKVCache(
+        "turbo3", protect=1, recent=8
+    ),
 }
 
 
@@ -103,7 +111,7 @@ def main():
         print(f"{length:6d} keys: {line} (us)", flush=True)
 
     lines = [
-        "# The decoding cost of protected tokens and scaled keys (CPU)",
+        "# The decoding cost of protected and recent tokens and scaled keys (CPU)",
         "",
         "Written by scripts/bench_protected.py; do not edit by hand.",
         "",
@@ -115,7 +123,8 @@ def main():
         f"{args.rounds} rounds, the caches in turn in every round, each round "
         "starting one cache further on. Microseconds "
         "(lower is better), and in brackets the ratio to the same format "
-        "without protected tokens (or with its keys scaled). TurboQuant "
+        "without protected or recent tokens (or with its keys scaled). "
+        "turbo3 rows are against turbo4. TurboQuant "
         "keys are scaled (TurboQuantKVCache's default) except in the "
         "unscaled row.",
         "",
@@ -123,7 +132,7 @@ def main():
         "|---|" + "---|" * len(args.lengths),
     ]
     for name, by_length in rows.items():
-        base = rows.get(name.split(",")[0])
+        base = rows.get(name.split(",")[0].replace("turbo3", "turbo4"))
         cells = []
         for n in args.lengths:
             cell = f"{by_length[n]:.0f}"
