@@ -98,6 +98,11 @@ ORDER = [
     "k4v3+p1",
     "budget3.5+p1",
     "budget4.25+p1",
+    "turbo4+p1+r8",
+    "turbo3+p1+r8",
+    "k4v3+p1+r8",
+    "budget3.3+p1+r8",
+    "budget4.05+p1+r8",
 ]
 
 
