@@ -5,7 +5,8 @@
 #   device.sh check     compile and run scripts/cuda/check_quantized_sdpa.cu
 #   device.sh build     MLX_CUDA=1 python3 scripts/harness build (CUDA libraries from the
 #                       machine's Python packages where the toolkit lacks them)
-#   device.sh test      the CUDA tests and upstream's quantized SDPA tests
+#   device.sh test      the CUDA tests, upstream's quantized SDPA tests and, when
+#                       the run carries mlx-lm/, the mlx-lm series' cache tests
 #   device.sh bench     scripts/bench_speed_cuda.py
 #   device.sh prefill   scripts/bench_prefill.py --device gpu
 # Outputs go to $OUT when it is set.
@@ -117,6 +118,12 @@ case ${1:?step} in
     $PY -m pytest -q -p no:cacheprovider python_tests/test_cuda.py python_tests/test_cuda_prefill.py 2>&1 | tail -40 | tee "$OUT/test_cuda.txt"
     (cd mlx/python/tests && DEVICE=gpu $PY -m pytest -q -p no:cacheprovider \
       test_quantized.py -k "sdpa or turbo" 2>&1 | tail -25) | tee "$OUT/test_quantized_gpu.txt"
+    # The mlx-lm series' cache tests (protected and recent tokens through
+    # return_lse) on the GPU, when the run carries the mlx-lm submodule
+    if [ -d mlx-lm/mlx_lm ]; then
+      $PY scripts/cuda/mlx_lm_tests.py -q -p no:cacheprovider 2>&1 | tail -15 |
+        tee "$OUT/test_mlx_lm_gpu.txt"
+    fi
     ;;
   bench)
     export LD_LIBRARY_PATH=/opt/cuda-libs/lib:$BLAS/lib:${LD_LIBRARY_PATH:-}
