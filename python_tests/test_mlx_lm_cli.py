@@ -114,3 +114,17 @@ def test_prompt_cache_round_trip(model_dir, tmp_path, options, kwargs):
     )  # fmt: skip
     assert out.strip() == expected.strip()
     assert len(expected.split()) >= 5
+
+
+def test_cache_tests_run_without_transformers():
+    # scripts/cuda/mlx_lm_tests.py runs the series' cache tests on a GPU
+    # machine that has mlx but not mlx-lm's dependencies.
+    script = ROOT / "scripts" / "cuda" / "mlx_lm_tests.py"
+    code = (
+        "import runpy, sys; sys.modules['transformers'] = None; "
+        f"sys.argv = [{str(script)!r}, '-q', '-p', 'no:cacheprovider']; "
+        f"runpy.run_path({str(script)!r}, run_name='__main__')"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert " passed" in p.stdout and "skipped" not in p.stdout, p.stdout
