@@ -155,8 +155,8 @@ def flags(name):
     """The mlx_lm.generate options of a cache, and its extra arguments."""
     base, tokens, protect = parse_cache_name(name)
     p = f" --kv-protect {protect}" if protect else ""
-    if recent_of(name)[1]:
-        p += f" --kv-recent {recent_of(name)[1]}"
+    recent = recent_of(name)[1]
+    p += f" --kv-recent {recent}" if recent else ""
     if budget_of(name) is not None:
         return f"--kv-budget {budget_of(name):g}" + p
     text = " ".join(CACHES[base]) + p or "(none)"
@@ -190,6 +190,7 @@ def make_cache(model, name):
     from mlx_lm.generate import resolve_kv_calibrate, setup_arg_parser
 
     base, tokens, protect = parse_cache_name(name)
+    recent = recent_of(name)[1]
     cache = make_prompt_cache(model)
     if budget_of(name) is not None:
         maybe_quantize_kv_cache(
@@ -199,7 +200,7 @@ def make_cache(model, name):
             kv_bits=None,
             kv_layer_formats=LAYER_FORMATS[name],
             kv_protect=protect,
-            kv_recent=recent_of(name)[1],
+            kv_recent=recent,
         )
         return [float16_inputs(c) for c in cache]
     args = setup_arg_parser().parse_args(CACHES[base])
@@ -213,7 +214,7 @@ def make_cache(model, name):
         kv_value_bits=args.kv_value_bits,
         kv_calibrate=resolve_kv_calibrate(args.kv_calibrate, model),
         kv_protect=protect,
-        kv_recent=recent_of(name)[1],
+        kv_recent=recent,
     )
     for c in cache:
         if base.startswith("turbo4-norot"):
@@ -346,7 +347,8 @@ def write_markdown(path, rows, args, n_tokens, description, weight_bytes, sample
         f"Text: the first {n_tokens} tokens of {args.text.name}, "
         f"run in chunks of {args.chunk} (on the CPU, the tiled quantized "
         "SDPA kernel for more than 8 queries); every token attends over the quantized cache of "
-        "the tokens before it and itself (but the +pN and +rN rows' float16 tokens). ppl: perplexity. KL: mean "
+        "the tokens before it and itself (but the +pN and +rN rows' float16 "
+        "tokens). ppl: perplexity. KL: mean "
         "KL(float16 cache || cache) of the next-token distributions, in nats. "
         "top-1: share of positions where both caches predict the same next "
         "token. bits/elt: keys and values together, float16 scales and biases "
