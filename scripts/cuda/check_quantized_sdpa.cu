@@ -15,6 +15,10 @@
 //   QSDPA_PROFILE=1 ./a.out   (one turbo4 case at 128K keys, for ncu;
 //                             QSDPA_PROFILE=turbo3: turbo3 on tensor cores)
 //   QSDPA_PREFILL=1 ./a.out   (the tiled kernel for many queries only)
+//   QSDPA_CHECKS=1 ./a.out    (every check, no times: what
+//                             scripts/cuda/cuda_run.py runs on the CPU;
+//                             QSDPA_CHECKS=64,128: those head dimensions;
+//                             QSDPA_CHECKS=smoke: a few cases)
 //   (built with -DQSDPA_TIME_ONLY: only the tiled kernel's times, quick to
 //   build)
 //   The checker needs only quantized_sdpa.cuh, steel/defines.cuh and
@@ -1072,6 +1076,54 @@ void time_prefill(std::mt19937& rng) {
   std::printf("| turbo4 causal Lq=16 | %.3f | |\n", ms);
 }
 
+// A few cases of each kernel at D=128, for a quick run on the CPU
+// (QSDPA_CHECKS=smoke): both tensor-core formats families, CUDA cores, masks,
+// sinks, B=8, and the tiled kernel in float16 and bfloat16.
+int check_smoke(std::mt19937& rng) {
+  constexpr int D = 128;
+  int failures = 0;
+  auto report = [&](const char* what, const Problem& p, double err, double tol) {
+    bool ok = err < tol;
+    failures += !ok;
+    std::printf(
+        "%-4s smoke D=%d B=%d Hq=%d Hkv=%d Lq=%d Lk=%d %-12s rel err %.2e\n",
+        ok ? "ok" : "FAIL", D, p.batch, p.q_heads, p.kv_heads, p.q_len, p.k_len,
+        what, err);
+  };
+  using R3 = cu::TurboRows<T, 3>;
+  using R4 = cu::TurboRows<T, 4>;
+  using A4 = cu::AffineRows<T, 4, 64>;
+  using A8 = cu::AffineRows<T, 8, 32>;
+  Problem p{1, 8, 2, 1, 300, D};
+  report("mma turbo4", p, check_case<D, R4, R4>(p, turbo4, turbo4, rng, true), 2e-3);
+  report("turbo4", p, check_case<D, R4, R4>(p, turbo4, turbo4, rng), 2e-3);
+  Problem c = p;
+  c.causal = true;
+  c.q_len = 4;
+  report("mma k4v3 caus", c, check_case<D, R4, R3>(c, turbo4, turbo3, rng, true), 2e-3);
+  Problem m = p;
+  m.bool_mask = true;
+  m.empty_rows = true;
+  report("mma affine4 bo", m, check_case<D, A4, A4>(m, affine4, affine4, rng, true), 2e-3);
+  Problem a = p;
+  a.float_mask = true;
+  a.sinks = true;
+  report("mma a8/t3 add", a, check_case<D, A8, R3>(a, affine8, turbo3, rng, true), 2e-3);
+  Problem b8{8, 8, 2, 1, 67, D};
+  b8.causal = true;
+  report("mma B=8", b8, check_case<D, R3, R3>(b8, turbo3, turbo3, rng, true), 2e-3);
+  Prefill f{{1, 8, 2, 33, 150, D}};
+  f.p.causal = true;
+  report("tiled turbo4", f.p, check_prefill<__half, D, R4, R4>(f, turbo4, turbo4, rng), 2e-3);
+  using B4 = cu::TurboRows<__nv_bfloat16, 4>;
+  using B8 = cu::AffineRows<__nv_bfloat16, 8, 32>;
+  Prefill b = f;
+  b.p.bool_mask = true;
+  b.empty_row = true;
+  report("tiled bf16", b.p, check_prefill<__nv_bfloat16, D, B8, B4>(b, affine8, turbo4, rng), 1.5e-2);
+  return failures;
+}
+
 #ifdef QSDPA_TIME_ONLY
 int main() {
   std::mt19937 rng(0);
@@ -1112,6 +1164,33 @@ int main() {
         check_prefill_all<__nv_bfloat16, 128>(rng) +
         check_prefill_all<__nv_bfloat16, 256>(rng);
     time_prefill(rng);
+    std::printf("%d checks failed\n", failures);
+    return failures ? 1 : 0;
+  }
+  if (const char* dims = std::getenv("QSDPA_CHECKS")) {
+    // The checks without the times (cuda_run.py, on the CPU): every head
+    // dimension, or those listed ("64,128").
+    std::string d = std::string(",") + dims + ",";
+    bool all = d == ",1,";
+    auto has = [&](const char* x) {
+      return all || d.find(std::string(",") + x + ",") != std::string::npos;
+    };
+    if (d == ",smoke,") {
+      int failures = check_smoke(rng);
+      std::printf("%d checks failed\n", failures);
+      return failures ? 1 : 0;
+    }
+    int failures = check_all_operands(rng);
+    if (has("64")) {
+      failures += check_all<64>(rng) + check_prefill_all<__half, 64>(rng);
+    }
+    if (has("128")) {
+      failures += check_all<128>(rng) + check_prefill_all<__half, 128>(rng) +
+          check_prefill_all<__nv_bfloat16, 128>(rng);
+    }
+    if (has("256")) {
+      failures += check_all<256>(rng) + check_prefill_all<__half, 256>(rng);
+    }
     std::printf("%d checks failed\n", failures);
     return failures ? 1 : 0;
   }

@@ -245,6 +245,12 @@ unsigned __mr_lane(void) {
   return g_cur->lane;
 }
 
+// The calling fiber's indices, for kernels that read them as globals (the
+// CUDA executor's threadIdx and blockIdx).
+const MrAttrs* __mr_attrs(void) {
+  return &g_cur->attrs;
+}
+
 void __mr_threadgroup_barrier(void) {
   arrive_wait(
       g_tg->tg_bar, [] { return g_tg->alive; }, "threadgroup_barrier", 0);

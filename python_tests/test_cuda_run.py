@@ -1,0 +1,199 @@
+"""The series' CUDA kernels executed on the CPU from their own source
+(scripts/cuda/cuda_run.py), through the standalone checker, and the source
+rewriting and warp model that make it possible."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "scripts" / "cuda"))
+import cuda_run  # noqa: E402
+
+TOOL = ROOT / "scripts" / "cuda" / "cuda_run.py"
+MLX = Path(os.environ.get("MLX_TREE") or ROOT / "mlx").resolve()
+KERNELS = "mlx/backend/cuda/quantized_sdpa.cuh"
+
+needs_cuda_headers = pytest.mark.skipif(
+    not (cuda_run.CUDA_INCLUDE / "cuda_fp16.h").exists(),
+    reason=f"no CUDA headers in {cuda_run.CUDA_INCLUDE}",
+)
+
+
+# The rewriting ----------------------------------------------------------------
+
+
+def test_inline_ptx_becomes_a_call_with_operands_in_the_instructions_order():
+    text = 'asm volatile("op.x.y %1, [%0];" : "=r"(y[0]) : "r"(f(a, b)));'
+    assert cuda_run.rewrite_asm(text) == "ptx::op_x_y(f(a, b), y[0]);"
+    mma = (
+        'asm volatile("mma.sync.aligned.m16n8k16 {%0, %1}, {%2}, {%0, %1};"'
+        ' : "+f"(d[0]), "+f"(d[1]) : "r"(a));'
+    )
+    assert cuda_run.rewrite_asm(mma) == (
+        "ptx::mma_sync_aligned_m16n8k16(d[0], d[1], a);"
+    )
+
+
+def test_inline_ptx_that_does_not_name_every_operand_is_refused():
+    with pytest.raises(cuda_run.RewriteError, match="not all named"):
+        cuda_run.rewrite_asm('asm("op %0;" : "=r"(y) : "r"(x));')
+
+
+def test_launches_become_calls_and_shared_memory_is_filled_per_block():
+    text = (
+        "auto go = [&]() {\n"
+        "  ns::kernel<T, D>\n      <<<dim3(a, b), 32, smem, stream>>>(x, f(y, z));\n"
+        "  k2<<<n, m>>>();\n}"
+    )
+    assert cuda_run.rewrite_launches(text) == (
+        "auto go = [&]() {\n"
+        "  cuda_run::launch(dim3(dim3(a, b)), dim3(32), smem, ns::kernel<T, D>, "
+        "x, f(y, z));\n"
+        "  cuda_run::launch(dim3(n), dim3(m), 0, k2);\n}"
+    )
+    shared = "__shared__ union {\n  float a[4]; int b;\n} smem;\nx = 1;"
+    assert cuda_run.rewrite_shared(shared).endswith(
+        "} smem; cuda_run::fresh(&smem, sizeof(smem));\nx = 1;"
+    )
+    dyn = "extern __shared__ __align__(16) unsigned char raw[];"
+    assert cuda_run.rewrite_extern_shared(dyn) == (
+        "unsigned char* raw = reinterpret_cast<unsigned char*>"
+        "(cuda_run::dynamic_smem()); cuda_run::fresh(raw, "
+        "cuda_run::dynamic_smem_size);"
+    )
+
+
+def test_every_inline_ptx_of_the_kernels_has_an_emulation():
+    rewritten = cuda_run.rewrite((MLX / KERNELS).read_text())
+    shim = cuda_run.SHIM.read_text()
+    calls = set(cuda_run.re.findall(r"ptx::(\w+)\(", rewritten))
+    assert {"mma_sync_aligned_m16n8k16_row_col_f32_f16_f16_f32"} <= calls
+    for name in calls:
+        assert f" {name}(" in shim, name
+    assert "asm" not in cuda_run.re.sub(r"//.*", "", rewritten).split()
+
+
+# The executor -----------------------------------------------------------------
+
+
+def run_tool(*args, timeout=1800):
+    return subprocess.run(
+        [sys.executable, str(TOOL), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def checked(p):
+    lines = p.stdout.splitlines()
+    return [l for l in lines if l.startswith("ok ")], [
+        l for l in lines if l.startswith("FAIL")
+    ]
+
+
+@needs_cuda_headers
+def test_the_kernels_pass_under_the_executor():
+    """Every check of head dimension 64 (decoding on tensor cores and CUDA
+    cores for every format pair, masks, sinks, GQA, B=8, 20,011 keys; the
+    tiled kernel), and the smoke set at 128 under the schedule where a warp
+    runs ahead of the others."""
+    p = run_tool("--dims", "64")
+    ok, failed = checked(p)
+    assert p.returncode == 0 and not failed, p.stdout[-3000:] + p.stderr[-3000:]
+    assert len(ok) >= 330, len(ok)
+    assert "0 checks failed" in p.stdout
+    assert any(" mma long " in l for l in ok)
+    assert any("fp16 D=64" in l and "chunks" in l for l in ok)
+    env = dict(os.environ, CUDA_RUN_SCHEDULE="1")
+    p = subprocess.run(
+        [sys.executable, str(TOOL), "--dims", "smoke"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    ok, failed = checked(p)
+    assert p.returncode == 0 and not failed and len(ok) == 8, p.stdout + p.stderr
+
+
+# Broken kernels and a broken model must fail: (file, text, replacement).
+KERNEL_MUTANTS = {
+    # The tensor-core decoding kernel reads its tables before all warps have
+    # written them.
+    "missing barrier": (
+        KERNELS,
+        "  masks.init(p, b, kv_head, r0);\n  __syncthreads();\n"
+        "  for (int i = tid; i < entries * 8; i += 32 * W) {",
+        "  masks.init(p, b, kv_head, r0);\n"
+        "  for (int i = tid; i < entries * 8; i += 32 * W) {",
+    ),
+    # A row's maximum misses one level of the warp's reduction.
+    "short reduction": (
+        KERNELS,
+        "for (int offset = 4; offset < 32; offset *= 2) {\n"
+        "        mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, offset));",
+        "for (int offset = 8; offset < 32; offset *= 2) {\n"
+        "        mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, offset));",
+    ),
+}
+SHIM_MUTANTS = {
+    # mma's A operand with its second and third registers swapped.
+    "mma layout": (
+        "A{{a0, a1, a2, a3}}",
+        "A{{a0, a2, a1, a3}}",
+    ),
+    # ldmatrix .trans read as the plain one.
+    "ldmatrix trans": (
+        "ldmatrix_x4<true>(x0, x1, x2, x3, address);",
+        "ldmatrix_x4<false>(x0, x1, x2, x3, address);",
+    ),
+}
+
+
+def mutated(src, text, replacement, dst):
+    body = src.read_text()
+    assert body.count(text) == 1, f"{text!r} is not in {src} once"
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_text(body.replace(text, replacement))
+
+
+def tree_copy(tmp_path):
+    tree = tmp_path / "tree"
+    for h in cuda_run.HEADERS:
+        (tree / h).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(MLX / h, tree / h)
+    return tree
+
+
+@needs_cuda_headers
+@pytest.mark.parametrize("mutant", KERNEL_MUTANTS)
+def test_a_broken_kernel_fails(tmp_path, mutant):
+    name, text, replacement = KERNEL_MUTANTS[mutant]
+    tree = tree_copy(tmp_path)
+    mutated(MLX / name, text, replacement, tree / name)
+    p = run_tool(
+        "--tree", str(tree), "--build-dir", str(tmp_path / "b"), "--opt=-O0",
+        "--dims", "smoke",
+    )  # fmt: skip
+    ok, failed = checked(p)
+    assert p.returncode != 0 and failed, p.stdout + p.stderr
+
+
+@needs_cuda_headers
+@pytest.mark.parametrize("mutant", SHIM_MUTANTS)
+def test_a_broken_model_of_the_warp_fails(tmp_path, mutant):
+    text, replacement = SHIM_MUTANTS[mutant]
+    shim = tmp_path / "cuda_shim.h"
+    mutated(cuda_run.SHIM, text, replacement, shim)
+    p = run_tool(
+        "--shim", str(shim), "--build-dir", str(tmp_path / "b"), "--opt=-O0",
+        "--dims", "smoke",
+    )  # fmt: skip
+    ok, failed = checked(p)
+    assert p.returncode != 0 and failed, p.stdout + p.stderr
