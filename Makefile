@@ -45,9 +45,12 @@ wheel: all
 test: all
 	$(H) test
 
-.PHONY: test-metal
+.PHONY: test-metal test-cuda-run
 test-metal: all
 	.venv/bin/python -m pytest -q python_tests/test_metal_run.py
+
+test-cuda-run: all
+	.venv/bin/python -m pytest -q python_tests/test_cuda_run.py
 
 export:
 	$(H) export

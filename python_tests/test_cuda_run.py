@@ -75,18 +75,39 @@ def test_every_inline_ptx_of_the_kernels_has_an_emulation():
     assert {"mma_sync_aligned_m16n8k16_row_col_f32_f16_f16_f32"} <= calls
     for name in calls:
         assert f" {name}(" in shim, name
-    assert "asm" not in cuda_run.re.sub(r"//.*", "", rewritten).split()
+    code = cuda_run.code_only(rewritten)
+    assert not cuda_run.re.search(r"\b(__)?asm(__)?\b", code)
+    # The device-only branches are taken.
+    assert "__CUDA_ARCH__" not in rewritten
+
+
+def test_comments_and_strings_are_not_rewritten():
+    text = (
+        '// a table in __shared__ memory, asm("x %0;" : "=r"(y))\n'
+        'const char* s = "k<<<1, 2>>>(x);";\nfloat y = a[i];\n'
+    )
+    assert cuda_run.rewrite(text) == text
+
+
+def test_what_the_rewriter_cannot_follow_is_refused():
+    with pytest.raises(cuda_run.RewriteError, match="declaration"):
+        cuda_run.rewrite_shared("__shared__ float a[4], b[8];")
+    with pytest.raises(cuda_run.RewriteError, match="not a kernel"):
+        cuda_run.rewrite_launches("if (c) k<<<1, 32>>>(x);")
+    with pytest.raises(cuda_run.RewriteError, match="unterminated"):
+        cuda_run.code_only('x = "abc;')
 
 
 # The executor -----------------------------------------------------------------
 
 
-def run_tool(*args, timeout=1800):
+def run_tool(*args, timeout=1800, env=None):
     return subprocess.run(
         [sys.executable, str(TOOL), *args],
         capture_output=True,
         text=True,
         timeout=timeout,
+        env=env,
     )
 
 
@@ -98,28 +119,61 @@ def checked(p):
 
 
 @needs_cuda_headers
-def test_the_kernels_pass_under_the_executor():
+def test_the_kernels_pass_under_the_executor(tmp_path):
     """Every check of head dimension 64 (decoding on tensor cores and CUDA
     cores for every format pair, masks, sinks, GQA, B=8, 20,011 keys; the
-    tiled kernel), and the smoke set at 128 under the schedule where a warp
-    runs ahead of the others."""
-    p = run_tool("--dims", "64")
+    tiled kernel; the log-sum-exps), then the smoke set at 128 under both
+    schedules, and with memory filled with finite values, not NaNs."""
+    build = ["--build-dir", str(tmp_path / "b")]
+    p = run_tool(*build, "--dims", "64", "--schedules", "0")
     ok, failed = checked(p)
     assert p.returncode == 0 and not failed, p.stdout[-3000:] + p.stderr[-3000:]
     assert len(ok) >= 330, len(ok)
     assert "0 checks failed" in p.stdout
     assert any(" mma long " in l for l in ok)
     assert any("fp16 D=64" in l and "chunks" in l for l in ok)
-    env = dict(os.environ, CUDA_RUN_SCHEDULE="1")
-    p = subprocess.run(
-        [sys.executable, str(TOOL), "--dims", "smoke"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
+    assert all(" lse err " in l for l in ok if " rel err " in l)
+    p = run_tool(*build, "--dims", "smoke")
+    ok, failed = checked(p)
+    assert p.returncode == 0 and not failed and len(ok) == 16, p.stdout + p.stderr
+    env = dict(os.environ, CUDA_RUN_FILL="0x7b")
+    p = run_tool(*build, "--dims", "smoke", "--schedules", "0", env=env)
     ok, failed = checked(p)
     assert p.returncode == 0 and not failed and len(ok) == 8, p.stdout + p.stderr
+
+
+INSTRUCTIONS = ROOT / "python_tests" / "cuda_run_instructions.cu"
+
+
+def instructions(tmp_path, shim=cuda_run.SHIM):
+    return cuda_run.build(MLX, tmp_path / "i", shim, "-O0", main=INSTRUCTIONS)
+
+
+@needs_cuda_headers
+def test_the_model_of_each_instruction_is_the_isas(tmp_path):
+    exe = instructions(tmp_path)
+    p = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+    for name in ("mma m16n8k16 f16", "mma m16n8k16 bf16", "ldmatrix x4 trans"):
+        assert f"ok {name}\n" in p.stdout
+    assert p.stdout.count("ok ") == 7
+
+
+@needs_cuda_headers
+@pytest.mark.parametrize(
+    "misuse, message",
+    [
+        ("local-as-shared", "not to shared memory"),
+        ("past-the-end", "outside every shared variable"),
+        ("misaligned-ldmatrix", "misaligned shared memory access"),
+        ("dynamic-smem-unraised", "cudaFuncSetAttribute raises it"),
+    ],
+)
+def test_misused_shared_memory_is_refused(tmp_path, misuse, message):
+    exe = instructions(tmp_path)
+    p = subprocess.run([str(exe), misuse], capture_output=True, text=True)
+    assert p.returncode != 0 and message in p.stderr, p.stdout + p.stderr
+    assert "not refused" not in p.stdout
 
 
 # Broken kernels and a broken model must fail: (file, text, replacement).
@@ -141,6 +195,24 @@ KERNEL_MUTANTS = {
         "for (int offset = 8; offset < 32; offset *= 2) {\n"
         "        mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, offset));",
     ),
+    # Pass 2's log-sum-exp left in log2 units, and finite for a row that
+    # sees no key.
+    "lse in log2 units": (
+        KERNELS,
+        "lse[row] = l > 0 ? (m + log2f(l)) * 0.69314718056f : -CUDART_INF_F;",
+        "lse[row] = l > 0 ? (m + log2f(l)) : -CUDART_INF_F;",
+    ),
+    # The tiled kernel decodes the next tile while warps still read the last.
+    "missing barrier, tiled": (
+        KERNELS,
+        "    __syncthreads(); // the last tile is no longer read\n    decode(x);",
+        "    decode(x);",
+    ),
+    "finite lse of an empty row": (
+        KERNELS,
+        "lse[row] = l > 0 ? (m + log2f(l)) * 0.69314718056f : -CUDART_INF_F;",
+        "lse[row] = l > 0 ? (m + log2f(l)) * 0.69314718056f : 0.0f;",
+    ),
 }
 SHIM_MUTANTS = {
     # mma's A operand with its second and third registers swapped.
@@ -152,6 +224,22 @@ SHIM_MUTANTS = {
     "ldmatrix trans": (
         "ldmatrix_x4<true>(x0, x1, x2, x3, address);",
         "ldmatrix_x4<false>(x0, x1, x2, x3, address);",
+    ),
+}
+# Mistakes the kernels cannot show (Q and K permuted alike leave QK^T as it
+# is), which the instruction checks must.
+INSTRUCTION_MUTANTS = {
+    "ldmatrix halves swapped": (
+        ": pack(at(j, r, c), at(j, r, c + 1));",
+        ": pack(at(j, r, c + 1), at(j, r, c));",
+    ),
+    "shuffle width ignored": (
+        "return src > last ? x : all[src];",
+        "return all[src];",
+    ),
+    "ex2 without flushing": (
+        "y = flush(std::exp2(flush(x)));",
+        "y = std::exp2(x);",
     ),
 }
 
@@ -197,3 +285,15 @@ def test_a_broken_model_of_the_warp_fails(tmp_path, mutant):
     )  # fmt: skip
     ok, failed = checked(p)
     assert p.returncode != 0 and failed, p.stdout + p.stderr
+
+
+@needs_cuda_headers
+@pytest.mark.parametrize("mutant", INSTRUCTION_MUTANTS)
+def test_a_broken_instruction_fails_its_check(tmp_path, mutant):
+    text, replacement = INSTRUCTION_MUTANTS[mutant]
+    shim = tmp_path / "cuda_shim.h"
+    mutated(cuda_run.SHIM, text, replacement, shim)
+    p = subprocess.run(
+        [str(instructions(tmp_path, shim))], capture_output=True, text=True
+    )
+    assert p.returncode != 0 and "FAIL " in p.stdout, p.stdout + p.stderr

@@ -233,6 +233,52 @@ cu::QuantizedSdpaCodebooks codebooks_of(const Format& kf, const Format& vf) {
   return books;
 }
 
+// A check's errors: the outputs' relative RMS error (infinite where one of
+// an output and its reference is NaN and the other not), and the largest
+// absolute error of the rows' log-sum-exps in natural-log units (infinite
+// where one is -inf and the other not).
+struct Errors {
+  double out = 0, lse = 0;
+  bool below(double tol) const {
+    return out < tol && lse < tol;
+  }
+};
+
+double lse_error(const std::vector<float>& got, const std::vector<double>& ref) {
+  double worst = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    bool inf = std::isinf(ref[i]) && ref[i] < 0;
+    if (inf || (std::isinf(got[i]) && got[i] < 0)) {
+      if (!(inf && std::isinf(got[i]) && got[i] < 0)) {
+        return INFINITY;
+      }
+      continue;
+    }
+    double e = std::abs(double(got[i]) - ref[i]);
+    worst = std::isnan(e) ? INFINITY : std::max(worst, e);
+  }
+  return worst;
+}
+
+// The relative RMS error of `got` against `ref`; NaN where the reference is
+// NaN must be NaN, else the error is infinite.
+template <typename F>
+double rms_error(const std::vector<F>& got, const std::vector<double>& ref) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    double o = double(got[i]);
+    if (std::isnan(ref[i]) || std::isnan(o)) {
+      if (std::isnan(ref[i]) != std::isnan(o)) {
+        return INFINITY;
+      }
+      continue;
+    }
+    num += (o - ref[i]) * (o - ref[i]);
+    den += ref[i] * ref[i];
+  }
+  return std::sqrt(num / den);
+}
+
 // Runs pass 1 (on tensor cores if `mma`, for turbo4 only) and pass 2 for one
 // pair of formats; returns the output on the host and, if `time_ms` is given,
 // the median of `reps` timed runs.
@@ -249,7 +295,8 @@ std::vector<float> run(
     const Format& vf,
     bool mma,
     float* time_ms = nullptr,
-    int reps = 0) {
+    int reps = 0,
+    std::vector<float>* lse_host = nullptr) {
   int sms;
   CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
   // As eval_gpu in quantized_sdpa.cu.
@@ -265,6 +312,7 @@ std::vector<float> run(
   DeviceBuffer<float> pout(size_t(rows) * blocks * D), pmax(rows * blocks),
       psum(rows * blocks);
   DeviceBuffer<__half> out(size_t(rows) * D);
+  DeviceBuffer<float> lse{size_t(rows)};
   std::vector<uint8_t> no_mask;
   std::vector<__half> no_half;
   DeviceBuffer<uint8_t> bm(bmask ? *bmask : no_mask);
@@ -295,7 +343,7 @@ std::vector<float> run(
             psum.ptr,
             sinks_host ? sk.ptr : nullptr,
             out.ptr,
-            nullptr,
+            lse_host ? lse.ptr : nullptr,
             values,
             params,
             books,
@@ -306,6 +354,9 @@ std::vector<float> run(
   CHECK(cudaDeviceSynchronize());
   if (time_ms) {
     *time_ms = median_ms(reps, launch);
+  }
+  if (lse_host) {
+    *lse_host = lse.to_host();
   }
   auto host = out.to_host();
   std::vector<float> result(host.size());
@@ -337,11 +388,14 @@ std::vector<double> reference(
     const Side& v,
     const std::vector<uint8_t>* bmask,
     const std::vector<__half>* fmask,
-    const std::vector<__half>* sinks) {
+    const std::vector<__half>* sinks,
+    std::vector<double>& lse) {
   int D = p.dim, gqa = p.q_heads / p.kv_heads;
   double scale = 1.0 / std::sqrt(double(D));
   std::vector<double> out(size_t(p.batch) * p.q_heads * p.q_len * D);
+  lse.assign(size_t(p.batch) * p.q_heads * p.q_len, 0.0);
   std::vector<double> s(p.k_len);
+  std::vector<char> seen(p.k_len);
   for (int b = 0; b < p.batch; ++b) {
     for (int h = 0; h < p.q_heads; ++h) {
       int64_t kv0 = (int64_t(b) * p.kv_heads + h / gqa) * p.k_len;
@@ -369,14 +423,18 @@ std::vector<double> reference(
           if (!keep) {
             s[j] = -1e300;
           }
+          seen[j] = keep;
           mx = std::max(mx, s[j]);
         }
         double sum = sinks ? std::exp(double(__half2float((*sinks)[h])) - mx)
                            : 0.0;
+        double seen_sum = sum;
         for (int j = 0; j < p.k_len; ++j) {
           s[j] = std::exp(s[j] - mx);
           sum += s[j];
+          seen_sum += seen[j] ? s[j] : 0.0;
         }
+        lse[row] = seen_sum > 0 ? mx + std::log(seen_sum) : -INFINITY;
         for (int e = 0; e < D; ++e) {
           double acc = 0;
           for (int j = 0; j < p.k_len; ++j) {
@@ -391,7 +449,7 @@ std::vector<double> reference(
 }
 
 template <int D, typename KR, typename VR>
-double check_case(
+Errors check_case(
     const Problem& p,
     const Format& kf,
     const Format& vf,
@@ -432,6 +490,7 @@ double check_case(
   }
   DeviceBuffer<uint32_t> kw(k.w), vw(v.w);
   DeviceBuffer<__half> ks(k.scales), kb(k.biases), vs(v.scales), vb(v.biases);
+  std::vector<float> lse;
   auto out = run<D>(
       p,
       rows_of<KR>(k, kw, ks, kb),
@@ -444,15 +503,17 @@ double check_case(
       vf,
       mma,
       time_ms,
-      reps);
+      reps,
+      gbytes ? nullptr : &lse);
   if (gbytes) {
     size_t bytes = (k.w.size() + v.w.size()) * 4 +
         (k.scales.size() + v.scales.size()) * 2 +
         (kf.turbo ? 0 : k.biases.size() * 2) +
         (vf.turbo ? 0 : v.biases.size() * 2);
     *gbytes = bytes / 1e9;
-    return 0;
+    return {};
   }
+  std::vector<double> ref_lse;
   auto ref = reference(
       p,
       q,
@@ -460,20 +521,9 @@ double check_case(
       v,
       p.bool_mask ? &bmask : nullptr,
       p.float_mask ? &fmask : nullptr,
-      p.sinks ? &sinks : nullptr);
-  // NaN where the reference is NaN must be NaN, else the error is infinite.
-  double num = 0, den = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    if (std::isnan(ref[i]) || std::isnan(out[i])) {
-      if (std::isnan(ref[i]) != std::isnan(out[i])) {
-        return INFINITY;
-      }
-      continue;
-    }
-    num += (out[i] - ref[i]) * (out[i] - ref[i]);
-    den += ref[i] * ref[i];
-  }
-  return std::sqrt(num / den);
+      p.sinks ? &sinks : nullptr,
+      ref_lse);
+  return {rms_error(out, ref), lse_error(lse, ref_lse)};
 }
 
 using T = __half;
@@ -486,14 +536,14 @@ template <int D>
 int check_all(std::mt19937& rng) {
   int failures = 0;
   auto report = [&](const char* what, const Format& kf, const Format& vf,
-                    const Problem& p, double err) {
-    bool ok = err < 2e-3;
+                    const Problem& p, Errors err) {
+    bool ok = err.below(2e-3);
     failures += !ok;
     std::printf(
         "%-4s D=%d %-11s/%-11s B=%d Hq=%d Hkv=%d Lq=%d Lk=%d %-10s rel err "
-        "%.2e\n",
+        "%.2e lse err %.2e\n",
         ok ? "ok" : "FAIL", D, kf.name.c_str(), vf.name.c_str(), p.batch,
-        p.q_heads, p.kv_heads, p.q_len, p.k_len, what, err);
+        p.q_heads, p.kv_heads, p.q_len, p.k_len, what, err.out, err.lse);
   };
   for (int q_len : {1, 4, 8}) {
     Problem p{2, 8, 2, q_len, 1000, D};
@@ -745,12 +795,15 @@ std::vector<double> reference_prefill(
     const Side& v,
     const std::vector<uint8_t>* bmask,
     const std::vector<float>* fmask,
-    const std::vector<float>* sinks) {
+    const std::vector<float>* sinks,
+    std::vector<double>& lse) {
   int D = p.dim, gqa = p.q_heads / p.kv_heads;
   double scale = 1.0 / std::sqrt(double(D));
   std::vector<double> out(size_t(p.batch) * p.q_heads * p.q_len * D);
+  lse.assign(size_t(p.batch) * p.q_heads * p.q_len, 0.0);
   auto head = [&](int b, int h) {
     std::vector<double> s(p.k_len);
+    std::vector<char> seen(p.k_len);
     int64_t kv0 = (int64_t(b) * p.kv_heads + h / gqa) * p.k_len;
     for (int i = 0; i < p.q_len; ++i) {
       int64_t row = (int64_t(b) * p.q_heads + h) * p.q_len + i;
@@ -772,13 +825,17 @@ std::vector<double> reference_prefill(
         if (!keep) {
           s[j] = -1e300;
         }
+        seen[j] = keep;
         mx = std::max(mx, s[j]);
       }
       double sum = sinks ? std::exp(double((*sinks)[h]) - mx) : 0.0;
+      double seen_sum = sum;
       for (int j = 0; j < p.k_len; ++j) {
         s[j] = std::exp(s[j] - mx);
         sum += s[j];
+        seen_sum += seen[j] ? s[j] : 0.0;
       }
+      lse[row] = seen_sum > 0 ? mx + std::log(seen_sum) : -INFINITY;
       for (int e = 0; e < D; ++e) {
         double acc = 0;
         for (int j = 0; j < p.k_len; ++j) {
@@ -814,11 +871,10 @@ R rows_of_t(const Side& s, const DeviceBuffer<uint32_t>& w,
   return r;
 }
 
-// Runs the tiled kernel and pass 2 on a random problem; returns the relative
-// RMS error against reference_prefill (NaN where the reference is NaN must
-// be NaN, else the error is infinite), or, with `time_ms`, only times it.
+// Runs the tiled kernel and pass 2 on a random problem; returns the errors
+// against reference_prefill, or, with `time_ms`, only times it.
 template <typename T, int D, typename KR, typename VR>
-double check_prefill(
+Errors check_prefill(
     const Prefill& pf,
     const Format& kf,
     const Format& vf,
@@ -891,6 +947,7 @@ double check_prefill(
   DeviceBuffer<float> pout(size_t(rows) * blocks * D), pmax(size_t(rows) * blocks),
       psum(size_t(rows) * blocks);
   DeviceBuffer<T> out(size_t(rows) * D);
+  DeviceBuffer<float> lse{size_t(rows)};
   DeviceBuffer<uint8_t> bm(bmask);
   DeviceBuffer<T> fm(fmask), sk(sinks);
 
@@ -921,7 +978,7 @@ double check_prefill(
         psum.ptr,
         p.sinks ? sk.ptr : nullptr,
         out.ptr,
-        nullptr,
+        time_ms ? nullptr : lse.ptr,
         values,
         params,
         books,
@@ -932,9 +989,14 @@ double check_prefill(
   CHECK(cudaDeviceSynchronize());
   if (time_ms) {
     *time_ms = median_ms(reps, launch);
-    return 0;
+    return {};
   }
   auto host = out.to_host();
+  std::vector<float> got(host.size());
+  for (size_t i = 0; i < host.size(); ++i) {
+    got[i] = from_type<T>(host[i]);
+  }
+  std::vector<double> ref_lse;
   auto ref = reference_prefill(
       p,
       qf,
@@ -942,20 +1004,9 @@ double check_prefill(
       v,
       p.bool_mask ? &bmask : nullptr,
       p.float_mask ? &fmask_f : nullptr,
-      p.sinks ? &sinks_f : nullptr);
-  double num = 0, den = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    double o = from_type<T>(host[i]);
-    if (std::isnan(ref[i]) || std::isnan(o)) {
-      if (std::isnan(ref[i]) != std::isnan(o)) {
-        return INFINITY;
-      }
-      continue;
-    }
-    num += (o - ref[i]) * (o - ref[i]);
-    den += ref[i] * ref[i];
-  }
-  return std::sqrt(num / den);
+      p.sinks ? &sinks_f : nullptr,
+      ref_lse);
+  return {rms_error(got, ref), lse_error(lse.to_host(), ref_lse)};
 }
 
 template <typename T, int D>
@@ -963,15 +1014,16 @@ int check_prefill_all(std::mt19937& rng) {
   constexpr bool bf16 = !std::is_same_v<T, __half>;
   int failures = 0;
   auto report = [&](const char* what, const Format& kf, const Format& vf,
-                    const Prefill& pf, double err) {
+                    const Prefill& pf, Errors err) {
     const Problem& p = pf.p;
-    bool ok = err < (bf16 ? 1.5e-2 : 2e-3);
+    bool ok = err.below(bf16 ? 1.5e-2 : 2e-3);
     failures += !ok;
     std::printf(
-        "%-4s %s D=%d %-11s/%-11s B=%d Hq=%d Hkv=%d Lq=%d Lk=%d %-9s rel err %.2e\n",
+        "%-4s %s D=%d %-11s/%-11s B=%d Hq=%d Hkv=%d Lq=%d Lk=%d %-9s rel err %.2e "
+        "lse err %.2e\n",
         ok ? "ok" : "FAIL", bf16 ? "bf16" : "fp16", D, kf.name.c_str(),
         vf.name.c_str(), p.batch, p.q_heads, p.kv_heads, p.q_len, p.k_len, what,
-        err);
+        err.out, err.lse);
   };
   using R3 = cu::TurboRows<T, 3>;
   using R4 = cu::TurboRows<T, 4>;
@@ -1082,13 +1134,14 @@ void time_prefill(std::mt19937& rng) {
 int check_smoke(std::mt19937& rng) {
   constexpr int D = 128;
   int failures = 0;
-  auto report = [&](const char* what, const Problem& p, double err, double tol) {
-    bool ok = err < tol;
+  auto report = [&](const char* what, const Problem& p, Errors err, double tol) {
+    bool ok = err.below(tol);
     failures += !ok;
     std::printf(
-        "%-4s smoke D=%d B=%d Hq=%d Hkv=%d Lq=%d Lk=%d %-12s rel err %.2e\n",
+        "%-4s smoke D=%d B=%d Hq=%d Hkv=%d Lq=%d Lk=%d %-12s rel err %.2e lse "
+        "err %.2e\n",
         ok ? "ok" : "FAIL", D, p.batch, p.q_heads, p.kv_heads, p.q_len, p.k_len,
-        what, err);
+        what, err.out, err.lse);
   };
   using R3 = cu::TurboRows<T, 3>;
   using R4 = cu::TurboRows<T, 4>;

@@ -24,13 +24,16 @@ kernels' arithmetic and lane bookkeeping, not their speed, nor what the
 shim does not model (see its header). The build is cached under
 build/cuda-run/ and redone when a source changes.
 
-    cuda_run.py                  build, then run every check
+    cuda_run.py                  build, then run every check under both
+                                 schedules of the fiber runtime
+    cuda_run.py --schedules 0    round-robin only
     cuda_run.py --dims 128       the checks of head dimension 128 only
     cuda_run.py --dims smoke     a few cases of each kernel (seconds)
+    cuda_run.py --results results/cuda_run.md   also a summary in Markdown
     cuda_run.py --tree DIR       the kernels of another MLX tree
     cuda_run.py --build-only     build only; print the executable's path
-    CUDA_RUN_SCHEDULE=1 cuda_run.py   one warp runs until all its lanes
-                                 wait (exposes missing barriers)
+    CUDA_RUN_FILL=0x7b cuda_run.py    fill shared and device memory with
+                                 0x7b bytes, not NaNs
 """
 
 import argparse
@@ -40,6 +43,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -60,60 +64,89 @@ class RewriteError(Exception):
     pass
 
 
-def _closing(text, i, open_ch="(", close_ch=")"):
-    """Index just past the bracket that closes the one at text[i]."""
-    depth, j = 0, i
-    while j < len(text):
-        c = text[j]
-        if c == '"':
-            j = text.index('"', j + 1)
-            while text[j - 1] == "\\":
-                j = text.index('"', j + 1)
-        elif c == open_ch:
+def code_only(text):
+    """`text` with comments, string and character literals blanked (same
+    length, newlines kept), for finding code; RewriteError if one is open."""
+    out, i, n = list(text), 0, len(text)
+    while i < n:
+        c = text[i]
+        if text.startswith("//", i):
+            j = text.find("\n", i)
+            j = n if j < 0 else j
+        elif text.startswith("/*", i):
+            j = text.find("*/", i + 2)
+            if j < 0:
+                raise RewriteError("an unterminated comment")
+            j += 2
+        elif c in "\"'":
+            j = i + 1
+            while j < n and text[j] != c:
+                j += 2 if text[j] == "\\" else 1
+            if j >= n:
+                raise RewriteError(f"an unterminated literal at {i}")
+            j += 1
+            # Keep the quotes: a literal stays a token.
+            for k in range(i + 1, j - 1):
+                out[k] = " " if text[k] != "\n" else "\n"
+            i = j
+            continue
+        else:
+            i += 1
+            continue
+        for k in range(i, j):
+            out[k] = " " if text[k] != "\n" else "\n"
+        i = j
+    return "".join(out)
+
+
+def _closing(code, i, open_ch="(", close_ch=")"):
+    """Index just past the bracket that closes the one at code[i] (code as
+    code_only gives it)."""
+    depth = 0
+    for j in range(i, len(code)):
+        if code[j] == open_ch:
             depth += 1
-        elif c == close_ch:
+        elif code[j] == close_ch:
             depth -= 1
             if depth == 0:
                 return j + 1
-        j += 1
     raise RewriteError(f"no closing {close_ch!r} for the one at {i}")
 
 
-def _split_top(text, sep):
-    """Split at `sep` outside brackets and strings."""
-    parts, depth, start, j = [], 0, 0, 0
-    while j < len(text):
-        c = text[j]
-        if c == '"':
-            j = text.index('"', j + 1)
-        elif c in "([{":
+def _split_top(text, code, sep):
+    """Split text at `sep` outside brackets (found in code, its code_only)."""
+    parts, depth, start = [], 0, 0
+    for j, c in enumerate(code):
+        if c in "([{":
             depth += 1
         elif c in ")]}":
             depth -= 1
-        elif c == sep and depth == 0:
+        elif c == sep and depth == 0 and "::" not in code[max(j - 1, 0) : j + 2]:
             parts.append(text[start:j])
             start = j + 1
-        j += 1
     parts.append(text[start:])
     return parts
 
 
-ASM = re.compile(r"\basm\s*(?:volatile\s*)?\(")
+ASM = re.compile(r"\b(?:asm|__asm__)\s*(?:(?:volatile|__volatile__)\s*)?\(")
 OPERAND = re.compile(r'^\s*"[=+]?[a-z]+"\s*\((.*)\)\s*$', re.S)
 
 
 def rewrite_asm(text):
     """Each inline PTX statement as a call to its emulation in the shim."""
+    code = code_only(text)
     out, pos = [], 0
-    for m in ASM.finditer(text):
+    for m in ASM.finditer(code):
         if m.start() < pos:
             continue
-        end = _closing(text, m.end() - 1)
-        parts = _split_top(text[m.end() : end - 1], ":")
+        end = _closing(code, m.end() - 1)
+        inner = slice(m.end(), end - 1)
+        parts = _split_top(text[inner], code[inner], ":")
+        codes = _split_top(code[inner], code[inner], ":")
         template = "".join(re.findall(r'"((?:[^"\\]|\\.)*)"', parts[0]))
         operands = []
-        for part in parts[1:3]:
-            for op in _split_top(part, ",") if part.strip() else []:
+        for part, pcode in zip(parts[1:3], codes[1:3]):
+            for op in _split_top(part, pcode, ",") if part.strip() else []:
                 om = OPERAND.match(op)
                 if not om:
                     raise RewriteError(f"operand {op.strip()!r} in {template!r}")
@@ -152,17 +185,19 @@ DECLARED = re.compile(r"(\w+)\s*(?:\[[^\]]*\]\s*)*$")
 
 def rewrite_shared(text):
     """After each __shared__ declaration, a call that fills the variable
-    with 0xff bytes once per block (cuda_run::fresh)."""
+    once per block (cuda_run::fresh)."""
+    code = code_only(text)
     out, pos = [], 0
-    for m in SHARED.finditer(text):
+    for m in SHARED.finditer(code):
         if m.start() < pos:
             continue
         depth, j = 0, m.end()
-        while depth or text[j] != ";":
-            depth += {"{": 1, "}": -1}.get(text[j], 0)
+        while depth or code[j] != ";":
+            depth += {"{": 1, "}": -1}.get(code[j], 0)
             j += 1
-        name = DECLARED.search(text[m.end() : j])
-        if not name:
+        decl = code[m.end() : j]
+        name = DECLARED.search(decl)
+        if not name or len(_split_top(decl, decl, ",")) > 1:
             raise RewriteError(f"__shared__ declaration {text[m.start():j]!r}")
         out.append(text[pos : j + 1])
         out.append(f" cuda_run::fresh(&{name.group(1)}, sizeof({name.group(1)}));")
@@ -172,20 +207,24 @@ def rewrite_shared(text):
 
 
 def rewrite_launches(text):
-    """kernel<<<config>>>(args) as cuda_run::launch(config, kernel, args)."""
+    """kernel<<<config>>>(args) as cuda_run::launch(config, kernel, args):
+    the kernel is the expression that starts the statement."""
+    code = code_only(text)
     out, pos = [], 0
-    while (i := text.find("<<<", pos)) >= 0:
-        start = max(text.rfind(c, pos, i) for c in ";{}") + 1
+    while (i := code.find("<<<", pos)) >= 0:
+        start = max(code.rfind(c, pos, i) for c in ";{}") + 1
         kernel = text[start:i].strip()
-        j = text.index(">>>", i)
-        config = [c.strip() for c in _split_top(text[i + 3 : j], ",")]
+        if not re.fullmatch(r"[\w:<>, ]+", kernel):
+            raise RewriteError(f"a launch of {kernel!r}: not a kernel's name")
+        j = code.index(">>>", i)
+        config = [c.strip() for c in _split_top(text[i + 3 : j], code[i + 3 : j], ",")]
         if not 2 <= len(config) <= 4:
             raise RewriteError(f"launch configuration {text[i:j + 3]!r}")
         smem = config[2] if len(config) > 2 else "0"
-        k = j + 3 + len(text[j + 3 :]) - len(text[j + 3 :].lstrip())
-        if text[k] != "(":
+        k = j + 3 + len(code[j + 3 :]) - len(code[j + 3 :].lstrip())
+        if code[k] != "(":
             raise RewriteError(f"no arguments after {text[i:j + 3]!r}")
-        end = _closing(text, k)
+        end = _closing(code, k)
         args = text[k + 1 : end - 1].strip()
         lead = text[start:i][: len(text[start:i]) - len(text[start:i].lstrip())]
         out.append(text[pos:start] + lead)
@@ -198,59 +237,133 @@ def rewrite_launches(text):
     return "".join(out)
 
 
-def rewrite(text):
+def device_branches(text):
+    """The kernels' device-only branches taken, as on an sm_90 GPU (the
+    shim models what they call)."""
+    return text.replace("defined(__CUDA_ARCH__)", "1").replace("__CUDA_ARCH__", "900")
+
+
+def rewrite(text, device=True):
+    """The rewritten source; `device`: take the device-only branches (the
+    MLX headers; the checker's host code keeps its own)."""
+    text = device_branches(text) if device else text
     return rewrite_launches(rewrite_extern_shared(rewrite_shared(rewrite_asm(text))))
 
 
-def build(tree, out_dir, shim=SHIM, opt="-O2"):
-    """Rewrite and compile; returns the checker's executable."""
+def build(tree, out_dir, shim=SHIM, opt="-O2", main=CHECKER):
+    """Rewrite and compile `main` (a CUDA source: the checker, which
+    includes the kernels' headers from `tree`); returns its executable,
+    cached in out_dir while nothing it is built from changes."""
     sources = {h: (tree / h).read_text() for h in HEADERS}
-    sources["check_quantized_sdpa.cpp"] = CHECKER.read_text()
+    sources[main.stem + ".cpp"] = main.read_text()
     fixed = [shim, RUNTIME / "runtime.cpp", RUNTIME / "mr_abi.h", Path(__file__)]
     digest = hashlib.sha256()
     for name in sorted(sources):
         digest.update(name.encode() + sources[name].encode())
     for f in fixed:
         digest.update(f.read_bytes())
-    digest.update(opt.encode())
-    exe = out_dir / "check_quantized_sdpa"
-    stamp = out_dir / "stamp"
+    cxx = os.environ.get("CXX", "g++")
+    version = subprocess.run([cxx, "--version"], capture_output=True, text=True)
+    digest.update(f"{opt} {cxx} {version.stdout} {CUDA_INCLUDE}".encode())
+    exe = out_dir / main.stem
+    stamp = out_dir / f"{main.stem}.stamp"
     if exe.exists() and stamp.exists() and stamp.read_text() == digest.hexdigest():
         return exe
     if not (CUDA_INCLUDE / "cuda_fp16.h").exists():
         sys.exit(f"cuda_run: no cuda_fp16.h in {CUDA_INCLUDE} (set CUDA_HOME)")
-    src = out_dir / "src"
+    src = out_dir / f"{main.stem}.src"
     shutil.rmtree(src, ignore_errors=True)
     for name, text in sources.items():
         path = src / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(rewrite(text))
-    cxx = os.environ.get("CXX", "g++")
-    flags = ["-std=c++20", opt, "-pthread", "-w"]
+        path.write_text(rewrite(text, device=name in HEADERS))
+    # The kernels pun types through pointers, as nvcc lets them.
+    flags = ["-std=c++20", opt, "-pthread", "-fno-strict-aliasing"]
     runtime = out_dir / "runtime.o"
     subprocess.run(
         [cxx, *flags, "-c", str(RUNTIME / "runtime.cpp"), "-o", str(runtime)],
         check=True,
     )
     subprocess.run(
-        [
-            cxx,
-            *flags,
-            "-DMLX_CUDA_SM_80_ENABLED",
-            f"-I{src}",
-            f"-I{RUNTIME}",
-            f"-I{CUDA_INCLUDE}",
-            "-include",
-            str(shim),
-            str(src / "check_quantized_sdpa.cpp"),
-            str(runtime),
-            "-o",
-            str(exe),
-        ],
+        [cxx, *flags, f"-I{src}", f"-I{RUNTIME}", f"-I{CUDA_INCLUDE}"]
+        + ["-include", str(shim), str(src / (main.stem + ".cpp")), str(runtime)]
+        + ["-o", str(exe)],
         check=True,
     )
     stamp.write_text(digest.hexdigest())
     return exe
+
+
+# The fiber runtime's schedules (CUDA_RUN_SCHEDULE): every thread takes a
+# turn before any continues; or one warp runs until all its lanes wait,
+# racing ahead of the others, which exposes a missing barrier.
+SCHEDULES = {"0": "round-robin", "1": "a warp runs ahead"}
+
+LINE = re.compile(
+    r"^(ok|FAIL)\s+(?:(fp16|bf16|smoke) )?D=(\d+) (.*?)\s+rel err (\S+) lse err (\S+)$"
+)
+
+
+def kernel_of(line):
+    """Which kernel a checker line is of, and its dtype."""
+    m = LINE.match(line)
+    kind, rest = m.group(2), m.group(4)
+    if kind in ("fp16", "bf16"):
+        return "tiled (many queries)", "float16" if kind == "fp16" else "bfloat16"
+    if kind == "smoke" and "tiled" in rest:
+        return "tiled (many queries)", "bfloat16" if "bf16" in rest else "float16"
+    mma = " mma" in f" {rest.split(' Lk=')[1]}" if " Lk=" in rest else False
+    return ("decode, tensor cores" if mma else "decode, CUDA cores"), "float16"
+
+
+def write_results(path, lines, tree, args, seconds):
+    """A Markdown summary of the checker's lines (schedule, line): runs and
+    worst errors per kernel, dtype, head dimension and schedule."""
+    rows = {}
+    for schedule, line in lines:
+        m = LINE.match(line)
+        if not m:
+            continue
+        key = (*kernel_of(line), int(m.group(3)), SCHEDULES[schedule])
+        r = rows.setdefault(key, [0, 0, 0.0, 0.0])
+        r[0] += 1
+        r[1] += m.group(1) == "ok"
+        r[2] = max(r[2], float(m.group(5)))
+        r[3] = max(r[3], float(m.group(6)))
+    head = subprocess.run(
+        ["git", "-C", str(tree), "log", "-1", "--format=%h (%s)"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    runs = sum(r[0] for r in rows.values())
+    passed = sum(r[1] for r in rows.values())
+    out = [
+        "# CUDA kernels executed under a CPU executor of CUDA",
+        "",
+        "Written by `scripts/cuda/cuda_run.py --results`; do not edit by hand.",
+        f"Tree: `{tree.name}/` at {head or 'an unversioned tree'}. Head dimensions:"
+        f" {args.dims}. Build: {args.opt}. Machine: {os.uname().machine} Linux,"
+        f" {os.cpu_count()} CPUs."
+        f" Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        "",
+        "The checks of `scripts/cuda/check_quantized_sdpa.cu` (QSDPA_CHECKS),",
+        "executed on the CPU from the kernels' own source by the executor in",
+        "`scripts/cuda/`; none of this ran on a GPU. `out` is the outputs'",
+        "relative RMS error against a float64 reference from the same packed",
+        "codes and scales; `lse` the largest absolute error of the rows'",
+        "log-sum-exps in natural-log units (rows that see no key must be -inf",
+        "in both). Tolerance: 2e-3 for float16, 1.5e-2 for bfloat16, for both.",
+        "",
+        f"{passed} of {runs} checks pass; total {seconds:.0f} s.",
+        "",
+        "| kernel | dtype | D | schedule | checks | pass | worst out | worst lse |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for (kernel, dtype, d, sched), (n, ok, e, l) in sorted(rows.items()):
+        out.append(
+            f"| {kernel} | {dtype} | {d} | {sched} | {n} | {ok} | {e:.2e} | {l:.2e} |"
+        )
+    path.write_text("\n".join(out) + "\n")
 
 
 def main():
@@ -263,16 +376,37 @@ def main():
         "--opt", default="-O2", help="the compiler's optimization (-O0 builds fast)"
     )
     ap.add_argument(
-        "--dims", default="64,128,256", help="head dimensions to check (64,128,256)"
+        "--dims",
+        default="64,128,256",
+        help="head dimensions to check (64,128,256), or smoke",
     )
+    ap.add_argument(
+        "--schedules",
+        default="0,1",
+        help="the fiber runtime's schedules to run under, of " + str(SCHEDULES),
+    )
+    ap.add_argument("--results", type=Path, help="also write a Markdown summary")
     args = ap.parse_args()
     args.build_dir.mkdir(parents=True, exist_ok=True)
-    exe = build(args.tree.resolve(), args.build_dir, args.shim.resolve(), args.opt)
+    start = time.time()
+    tree = args.tree.resolve()
+    exe = build(tree, args.build_dir, args.shim.resolve(), args.opt)
     if args.build_only:
         print(exe)
         return 0
-    env = dict(os.environ, QSDPA_CHECKS=args.dims)
-    return subprocess.run([str(exe)], env=env).returncode
+    rc, lines = 0, []
+    for schedule in args.schedules.split(","):
+        print(f"== schedule {schedule} ({SCHEDULES[schedule]})", flush=True)
+        env = dict(os.environ, QSDPA_CHECKS=args.dims, CUDA_RUN_SCHEDULE=schedule)
+        p = subprocess.Popen([str(exe)], env=env, stdout=subprocess.PIPE, text=True)
+        for line in p.stdout:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            lines.append((schedule, line.rstrip("\n")))
+        rc = rc or p.wait()
+    if args.results:
+        write_results(args.results, lines, tree, args, time.time() - start)
+    return rc
 
 
 if __name__ == "__main__":

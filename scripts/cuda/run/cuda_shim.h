@@ -90,6 +90,22 @@ namespace cuda_run {
   std::abort();
 }
 
+// Ids of the warp collectives, so that lanes meeting at different ones are
+// reported (beyond the Metal runtime's MrOp values).
+enum Collective {
+  SYNCWARP = 100,
+  SHFL_XOR,
+  SHFL,
+  ANY,
+  ALL,
+  BALLOT,
+  MMA_A,
+  MMA_B,
+  MOVMATRIX,
+  LDMATRIX,
+  LDMATRIX_TRANS,
+};
+
 struct Index {
   unsigned x, y, z;
 };
@@ -101,7 +117,8 @@ inline Index index_of(const mr_u3& v) {
 // this OS thread's TLS block, so their distance from `shared_anchor` fits a
 // 32-bit shared address.
 alignas(16) inline thread_local unsigned char shared_anchor[16];
-alignas(16) inline thread_local unsigned char dynamic_smem_bytes[232448];
+constexpr size_t max_shared = 232448; // 227 KiB, an H100's or H200's
+alignas(16) inline thread_local unsigned char dynamic_smem_bytes[max_shared];
 inline thread_local size_t dynamic_smem_size = 0;
 
 inline unsigned char* dynamic_smem() {
@@ -117,34 +134,85 @@ inline uint64_t block_id() {
   return (uint64_t(b.z) * n.y + b.y) * n.x + b.x;
 }
 
+// The byte that fills shared memory and device allocations: 0xff (NaN as
+// floats and halves) unless CUDA_RUN_FILL gives another (e.g. 0x7b: large
+// finite values, which fmaxf does not skip as it skips NaNs).
+inline int fill_byte() {
+  static const int b = [] {
+    const char* s = std::getenv("CUDA_RUN_FILL");
+    return s ? static_cast<int>(std::strtol(s, nullptr, 0)) : 0xff;
+  }();
+  return b;
+}
+
+struct SharedVariable {
+  size_t size;
+  uint64_t launch, block;
+};
+// The __shared__ variables seen, by address.
+inline thread_local std::unordered_map<const void*, SharedVariable> shared;
+
 // Shared memory is uninitialized on a GPU: each block's first thread to
 // declare a __shared__ variable (the rewriter puts a call after each
-// declaration) fills it with 0xff bytes, NaNs as floats, so that a read
-// before the block wrote it, or before a barrier that should order it, shows.
+// declaration) fills it, so that a read before the block wrote it, or
+// before a barrier that should order it, shows. The block's static and
+// dynamic shared memory must fit the multiprocessor's.
 inline void fresh(const void* p, size_t size) {
-  struct Seen {
-    uint64_t launch, block;
-  };
-  static thread_local std::unordered_map<const void*, Seen> seen;
-  Seen now{launch_count, block_id()};
-  auto it = seen.find(p);
-  if (it == seen.end() || it->second.launch != now.launch ||
-      it->second.block != now.block) {
-    std::memset(const_cast<void*>(p), 0xff, size);
-    seen[p] = now;
+  uint64_t launch = launch_count, block = block_id();
+  auto it = shared.find(p);
+  if (it != shared.end() && it->second.launch == launch &&
+      it->second.block == block) {
+    return;
+  }
+  std::memset(const_cast<void*>(p), fill_byte(), size);
+  shared[p] = {size, launch, block};
+  size_t total = dynamic_smem_size;
+  for (auto& [q, v] : shared) {
+    total += v.launch == launch && q != dynamic_smem_bytes ? v.size : 0;
+  }
+  if (total > max_shared) {
+    fail("more shared memory than a multiprocessor has");
   }
 }
 
+// Whether [p, p + n) lies in one shared variable of the running kernel or
+// in its dynamic array.
+inline bool in_shared(const unsigned char* p, size_t n) {
+  auto inside = [&](const void* base, size_t size) {
+    auto b = static_cast<const unsigned char*>(base);
+    return p >= b && p + n <= b + size;
+  };
+  if (inside(dynamic_smem_bytes, dynamic_smem_size)) {
+    return true;
+  }
+  for (auto& [q, v] : shared) {
+    if (v.launch == launch_count && q != dynamic_smem_bytes &&
+        inside(q, v.size)) {
+      return true;
+    }
+  }
+  return false;
+}
+
 inline uint32_t shared_address(const void* p) {
-  auto d = reinterpret_cast<intptr_t>(p) -
-      reinterpret_cast<intptr_t>(shared_anchor);
-  if (d < INT32_MIN || d > INT32_MAX) {
+  auto c = static_cast<const unsigned char*>(p);
+  if (!in_shared(c, 1)) {
     fail("a pointer that is not to shared memory given as one");
   }
-  return static_cast<uint32_t>(static_cast<int32_t>(d));
+  return static_cast<uint32_t>(static_cast<int32_t>(c - shared_anchor));
 }
-inline const unsigned char* shared_pointer(uint32_t address) {
-  return shared_anchor + static_cast<int32_t>(address);
+// The `n` bytes at a shared address, which must be aligned to `align`.
+inline const unsigned char*
+shared_pointer(uint32_t address, size_t n, size_t align) {
+  const unsigned char* p = shared_anchor + static_cast<int32_t>(address);
+  if (address % align != 0 ||
+      reinterpret_cast<uintptr_t>(p) % align != 0) {
+    fail("a misaligned shared memory access");
+  }
+  if (!in_shared(p, n)) {
+    fail("a shared memory access outside every shared variable");
+  }
+  return p;
 }
 
 // All 32 lanes' values of `x` (at most 16 bytes): lane l's in out[l].
@@ -197,31 +265,29 @@ inline void __syncthreads() {
 inline void __syncwarp(unsigned mask = 0xffffffffu) {
   int dummy = 0;
   int all[32];
-  cuda_run::gather(all, dummy, MR_SIMD_BARRIER, mask);
+  cuda_run::gather(all, dummy, cuda_run::SYNCWARP, mask);
 }
 
 template <typename T>
 T __shfl_xor_sync(unsigned mask, T x, int lane_mask, int width = 32) {
   T all[32];
-  unsigned lane = cuda_run::gather(all, x, MR_SHUFFLE_XOR, mask);
-  unsigned src = lane ^ static_cast<unsigned>(lane_mask);
-  // Outside the lane's segment of `width` lanes, its own value.
-  if ((src & ~static_cast<unsigned>(width - 1)) !=
-      (lane & ~static_cast<unsigned>(width - 1))) {
-    return x;
-  }
-  return all[src];
+  unsigned lane = cuda_run::gather(all, x, cuda_run::SHFL_XOR, mask);
+  // shfl.sync.bfly with c = width's clamp: a partner past the end of the
+  // lane's segment gives the lane its own value.
+  unsigned src = lane ^ (static_cast<unsigned>(lane_mask) & 31);
+  unsigned last = lane | static_cast<unsigned>(width - 1);
+  return src > last ? x : all[src];
 }
 template <typename T>
 T __shfl_sync(unsigned mask, T x, int src_lane, int width = 32) {
   T all[32];
-  unsigned lane = cuda_run::gather(all, x, MR_SHUFFLE, mask);
+  unsigned lane = cuda_run::gather(all, x, cuda_run::SHFL, mask);
   unsigned base = lane & ~static_cast<unsigned>(width - 1);
   return all[base + (static_cast<unsigned>(src_lane) % width)];
 }
 inline int __any_sync(unsigned mask, int pred) {
   int all[32];
-  cuda_run::gather(all, pred, MR_ANY, mask);
+  cuda_run::gather(all, pred, cuda_run::ANY, mask);
   for (int l = 0; l < 32; ++l) {
     if ((mask >> l & 1) && all[l]) {
       return 1;
@@ -231,7 +297,7 @@ inline int __any_sync(unsigned mask, int pred) {
 }
 inline int __all_sync(unsigned mask, int pred) {
   int all[32];
-  cuda_run::gather(all, pred, MR_ALL, mask);
+  cuda_run::gather(all, pred, cuda_run::ALL, mask);
   for (int l = 0; l < 32; ++l) {
     if ((mask >> l & 1) && !all[l]) {
       return 0;
@@ -241,7 +307,7 @@ inline int __all_sync(unsigned mask, int pred) {
 }
 inline unsigned __ballot_sync(unsigned mask, int pred) {
   int all[32];
-  cuda_run::gather(all, pred, MR_BALLOT, mask);
+  cuda_run::gather(all, pred, cuda_run::BALLOT, mask);
   unsigned r = 0;
   for (int l = 0; l < 32; ++l) {
     r |= ((mask >> l & 1) && all[l]) ? 1u << l : 0u;
@@ -354,7 +420,7 @@ inline void and_b32(uint32_t& y, uint32_t x, uint32_t mask) {
 }
 
 inline void ld_shared_u32(uint32_t& y, uint32_t address) {
-  std::memcpy(&y, cuda_run::shared_pointer(address), 4);
+  std::memcpy(&y, cuda_run::shared_pointer(address, 4, 4), 4);
 }
 
 // 16-bit element `i` (0 low, 1 high) of a register.
@@ -405,8 +471,8 @@ void mma_m16n8k16(
   };
   A as[32];
   B bs[32];
-  unsigned lane = cuda_run::gather(as, A{{a0, a1, a2, a3}}, MR_MATRIX_MULTIPLY);
-  cuda_run::gather(bs, B{{b0, b1}}, MR_MATRIX_MULTIPLY);
+  unsigned lane = cuda_run::gather(as, A{{a0, a1, a2, a3}}, cuda_run::MMA_A);
+  cuda_run::gather(bs, B{{b0, b1}}, cuda_run::MMA_B);
   int g = lane / 4, t = lane % 4;
   // This lane's rows of A (g, g + 8) and columns of B (2t, 2t + 1).
   float a[2][16], b[2][16];
@@ -468,7 +534,7 @@ inline uint32_t pack(uint16_t lo, uint16_t hi) {
 // movmatrix.sync.aligned.m8n8.trans.b16: the fragments of the transpose.
 inline void movmatrix_sync_aligned_m8n8_trans_b16(uint32_t& y, uint32_t x) {
   uint32_t all[32];
-  unsigned lane = cuda_run::gather(all, x, MR_SHUFFLE);
+  unsigned lane = cuda_run::gather(all, x, cuda_run::MOVMATRIX);
   int row = lane / 4, col = 2 * (lane % 4);
   y = pack(fragment_at(all, col, row), fragment_at(all, col + 1, row));
 }
@@ -484,12 +550,13 @@ void ldmatrix_x4(
     uint32_t& x3,
     uint32_t address) {
   uint32_t rows[32];
-  unsigned lane = cuda_run::gather(rows, address, MR_MATRIX_LOAD);
+  unsigned lane = cuda_run::gather(
+      rows, address, trans ? cuda_run::LDMATRIX_TRANS : cuda_run::LDMATRIX);
+  // Each row is 16 bytes, aligned to 16.
   auto at = [&](int matrix, int row, int col) {
-    uint16_t v;
-    std::memcpy(
-        &v, cuda_run::shared_pointer(rows[matrix * 8 + row] + 2 * col), 2);
-    return v;
+    uint16_t v[8];
+    std::memcpy(v, cuda_run::shared_pointer(rows[matrix * 8 + row], 16, 16), 16);
+    return v[col];
   };
   int r = lane / 4, c = 2 * (lane % 4);
   uint32_t* out[4] = {&x0, &x1, &x2, &x3};
@@ -536,8 +603,13 @@ cudaError_t cudaGetLastError() {
 cudaError_t cudaDeviceSynchronize() {
   return cudaSuccess;
 }
+// Device memory is uninitialized too: filled as shared memory is.
 cudaError_t cudaMalloc(void** p, size_t n) {
-  *p = std::aligned_alloc(256, (n + 255) / 256 * 256);
+  size_t size = (n + 255) / 256 * 256;
+  *p = std::aligned_alloc(256, size);
+  if (*p) {
+    std::memset(*p, cuda_run::fill_byte(), size);
+  }
   return *p ? cudaSuccess : cudaErrorMemoryAllocation;
 }
 template <typename T>
@@ -564,8 +636,16 @@ cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr attr, int) {
   *v = 132;
   return cudaSuccess;
 }
+namespace cuda_run {
+// The dynamic shared memory each kernel may take (cudaFuncSetAttribute):
+// 48 KiB unless raised.
+inline std::unordered_map<const void*, int> max_dynamic_smem;
+} // namespace cuda_run
 template <typename F>
-cudaError_t cudaFuncSetAttribute(F, cudaFuncAttribute, int) {
+cudaError_t cudaFuncSetAttribute(F kernel, cudaFuncAttribute attr, int value) {
+  if (attr == cudaFuncAttributeMaxDynamicSharedMemorySize) {
+    cuda_run::max_dynamic_smem[reinterpret_cast<const void*>(kernel)] = value;
+  }
   return cudaSuccess;
 }
 cudaError_t cudaEventCreate(cudaEvent_t* e) {
@@ -610,8 +690,15 @@ void launch(
     Args&&... args) {
   check_dim(grid);
   check_dim(block);
-  if (smem > sizeof(dynamic_smem_bytes)) {
-    std::fprintf(stderr, "cuda_run: %zu bytes of dynamic shared memory\n", smem);
+  auto allowed = max_dynamic_smem.find(reinterpret_cast<const void*>(kernel));
+  size_t limit = allowed == max_dynamic_smem.end() ? 48 * 1024 : allowed->second;
+  if (smem > limit || smem > max_shared) {
+    std::fprintf(
+        stderr,
+        "cuda_run: %zu bytes of dynamic shared memory, over the kernel's %zu "
+        "(cudaFuncSetAttribute raises it)\n",
+        smem,
+        limit);
     std::abort();
   }
   std::tuple<std::decay_t<Params>...> params(std::forward<Args>(args)...);
