@@ -2,7 +2,8 @@
 # Steps of a CUDA run on a lent GPU machine with no network, which gets the
 # project's tree plus build/device/ (see scripts/cuda/pack.sh):
 #   device.sh setup     unpack mlx/, build/deps and a BLAS; probe the machine
-#   device.sh check     compile and run scripts/cuda/check_quantized_sdpa.cu
+#   device.sh check     compile and run scripts/cuda/check_quantized_sdpa.cu and
+#                       the CUDA executor's instruction checks
 #   device.sh build     MLX_CUDA=1 python3 scripts/harness build (CUDA libraries from the
 #                       machine's Python packages where the toolkit lacks them)
 #   device.sh test      the CUDA tests, upstream's quantized SDPA tests and, when
@@ -89,6 +90,11 @@ case ${1:?step} in
     nvcc -std=c++20 -O3 -arch=sm_90a -I mlx scripts/cuda/check_quantized_sdpa.cu \
       -o build/check_quantized_sdpa
     build/check_quantized_sdpa | tee "$OUT/check_quantized_sdpa.txt"
+    # The CUDA executor's instruction checks (python_tests/test_cuda_run.py)
+    # on the hardware the ISA describes: they must pass here too.
+    nvcc -std=c++20 -O2 -arch=sm_90a python_tests/cuda_run_instructions.cu \
+      -o build/cuda_run_instructions
+    build/cuda_run_instructions | tee "$OUT/cuda_run_instructions.txt"
     ;;
   build)
     quick_qmm
