@@ -2,8 +2,10 @@
 """Decode speed of quantized attention on a CUDA GPU, side by side in one run.
 
 One float16 query a sequence, 32 query heads sharing 8 KV heads, head
-dimension 128, at B=1 and at B=8 (8 sequences of the same length). In one
-run it times:
+dimension 128, at B=1 and at B=8r: 8 sequences, each with its own length
+(from L/8 to L keys), left-padded to L and masked per sequence as mlx-lm's
+batch cache lays them out (--batches 8: 8 sequences of L keys). In one run
+it times:
 
 - float16 attention: MLX's mx.fast.scaled_dot_product_attention with its
   cuDNN path on (MLX's default) and off (MLX_CUDA_USE_CUDNN_SDPA=0: MLX's own
@@ -31,7 +33,7 @@ quantized rows run under the MLX_CUDA_USE_CUDNN_SDPA this script was started
 with (the fallback rows attend through MLX's SDPA). The table is written
 after each group, so an interrupted run leaves what it measured.
 
-    bench_speed_cuda.py [--lengths 4096 32768 131072] [--batches 1 8]
+    bench_speed_cuda.py [--lengths 4096 32768 131072] [--batches 1 8r]
                         [--out results/speed_cuda.md] [--device gpu|cpu]
 
 --device cpu runs everything on the CPU (to try the script without a GPU).
@@ -41,6 +43,7 @@ import argparse
 import importlib.util
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -113,6 +116,15 @@ def graph_of(out):
     return "ops"
 
 
+def sequences(spec, length):
+    """A --batches entry: the number of sequences and, for 'Nr', their
+    lengths (from length / N to length keys, evenly), else None."""
+    n = int(spec.rstrip("r"))
+    if not spec.endswith("r"):
+        return n, None
+    return n, [length * (i + 1) // n for i in range(n)]
+
+
 def report(kind, **fields):
     print(TAG + json.dumps(dict(kind=kind, **fields)), flush=True)
 
@@ -167,22 +179,37 @@ def child_copy(args):
     report("copy", copy=copy_bandwidth(2**22 if args.device == "cpu" else 2**28))
 
 
+def mlx_mask(lengths, length):
+    import mlx.core as mx
+
+    if lengths is None:
+        return None
+    starts = mx.array([length - n for n in lengths]).reshape(-1, 1, 1, 1)
+    keep = mx.arange(length).reshape(1, 1, 1, -1) >= starts
+    mx.eval(keep)
+    return keep
+
+
 def child_f16(args):
     """MLX's float16 SDPA under the MLX_CUDA_USE_CUDNN_SDPA it was given."""
     import mlx.core as mx
 
     label = "on" if os.environ.get(CUDNN, "1") != "0" else "off"
     for case in each_case(args):
-        length, batch = case
+        length, spec = case
+        batch, lengths = sequences(spec, length)
         mx.random.seed(0)
         q = mx.random.normal((batch, HEADS, 1, DIM)).astype(mx.float16)
         k = mx.random.normal((batch, KV_HEADS, length, DIM)).astype(mx.float16)
         v = mx.random.normal((batch, KV_HEADS, length, DIM)).astype(mx.float16)
+        keep = mlx_mask(lengths, length)
         mx.eval(q, k, v)
         mlx_row(
             case,
             f"MLX f16 sdpa, cuDNN {label}",
-            lambda: mx.fast.scaled_dot_product_attention(q, k, v, scale=DIM**-0.5),
+            lambda: mx.fast.scaled_dot_product_attention(
+                q, k, v, scale=DIM**-0.5, mask=keep
+            ),
             k.nbytes + v.nbytes,
             True,
         )
@@ -199,7 +226,9 @@ def child_quantized(args):
     scale = DIM**-0.5
     packed, packed_length = {}, None
     for case in each_case(args):
-        length, batch = case
+        length, spec = case
+        batch, lengths = sequences(spec, length)
+        keep = mlx_mask(lengths, length)
         if packed_length != length:
             packed.clear()
             mx.clear_cache()
@@ -231,7 +260,7 @@ def child_quantized(args):
 
             def attend(q, kp=kp, vp=vp, kwargs=kwargs):
                 return mx.fast.quantized_scaled_dot_product_attention(
-                    q, kp[0], kp[1], vp[0], vp[1], **kwargs
+                    q, kp[0], kp[1], vp[0], vp[1], mask=keep, **kwargs
                 )
 
             read = sum(a.nbytes for a in (*kp, *vp))
@@ -278,17 +307,22 @@ def child_torch(args):
             if hasattr(SDPBackend, b)
         ]
     for case in each_case(args):
-        length, batch = case
+        length, spec = case
+        batch, lengths = sequences(spec, length)
         torch.manual_seed(0)
         kw = dict(dtype=torch.float16, device=device)
         q = torch.randn(batch, HEADS, 1, DIM, **kw)
         k = torch.randn(batch, KV_HEADS, length, DIM, **kw)
         v = torch.randn(batch, KV_HEADS, length, DIM, **kw)
+        keep = None
+        if lengths is not None:
+            starts = torch.tensor([length - n for n in lengths], device=device)
+            keep = torch.arange(length, device=device) >= starts.view(-1, 1, 1, 1)
         read = 2 * k.numel() * k.element_size()
 
         def call():
             return F.scaled_dot_product_attention(
-                q, k, v, scale=DIM**-0.5, enable_gqa=True
+                q, k, v, attn_mask=keep, scale=DIM**-0.5, enable_gqa=True
             )
 
         def batch_of_calls():
@@ -431,8 +465,10 @@ class Table:
             + ("" if a.device == "gpu" else " (--device cpu: a trial, not a result)")
             + ".",
             f"{HEADS} query heads, {KV_HEADS} KV heads, head dim {DIM}, one float16 "
-            "query a sequence; B > 1 is that many sequences of the same length (the "
-            "quantized rows repeat one sequence's packed cache B times). Median time per call "
+            "query a sequence; B > 1 is that many sequences of L keys, Br that many "
+            "of their own lengths (L/B to L keys, left-padded to L and masked per "
+            "sequence; every row reads the padded cache). The quantized rows repeat "
+            "one sequence's packed cache B times. Median time per call "
             f"over rounds of {CALLS} calls issued together (wall clock, the same for "
             "MLX and torch); x = speed-up over the fastest float16 row of the same "
             "L and B (marked *); GB/s = K/V bytes read per second. "
@@ -495,15 +531,27 @@ class Table:
             self.args.out.write_text(self.render())
 
 
+def batch_spec(text):
+    if not re.fullmatch(r"[1-9][0-9]*r?", text):
+        raise argparse.ArgumentTypeError(f"{text!r}: N or Nr")
+    return text
+
+
 def parse_case(text):
     length, batch = text.split(":")
-    return int(length), int(batch)
+    return int(length), batch_spec(batch)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lengths", type=int, nargs="+", default=[4096, 32768, 131072])
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    parser.add_argument(
+        "--batches",
+        type=batch_spec,
+        nargs="+",
+        default=["1", "8r"],
+        help="N sequences of L keys, or Nr of their own lengths (L/N to L)",
+    )
     parser.add_argument("--out", type=Path, default=Path("results/speed_cuda.md"))
     parser.add_argument("--device", choices=["gpu", "cpu"], default="gpu")
     parser.add_argument(

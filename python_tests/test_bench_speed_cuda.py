@@ -1,0 +1,33 @@
+"""The decode benchmark's batches (scripts/bench_speed_cuda.py): a server's
+batch of sequences of their own lengths, left-padded and masked."""
+
+import argparse
+import sys
+
+import mlx.core as mx
+import pytest
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "scripts"))
+import bench_speed_cuda as bench  # noqa: E402
+
+
+def test_a_ragged_batch_masks_each_sequences_padding():
+    assert bench.sequences("1", 4096) == (1, None)
+    assert bench.sequences("8", 4096) == (8, None)
+    n, lengths = bench.sequences("8r", 4096)
+    assert n == 8 and lengths == [512 * (i + 1) for i in range(8)]
+    keep = bench.mlx_mask(lengths, 4096)
+    assert keep.shape == (8, 1, 1, 4096) and keep.dtype == mx.bool_
+    # Left padding: sequence i sees its last lengths[i] keys.
+    assert keep.sum(axis=-1).reshape(-1).tolist() == lengths
+    assert not keep[0, 0, 0, : 4096 - 512].any().item()
+    assert keep[0, 0, 0, 4096 - 512 :].all().item()
+    assert bench.mlx_mask(None, 4096) is None
+
+
+def test_batches_are_parsed_as_counts_or_ragged_counts():
+    assert bench.parse_case("4096:8r") == (4096, "8r")
+    for bad in ("0", "8x", "r", "-1"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            bench.batch_spec(bad)
