@@ -28,14 +28,23 @@ START, PREFILL, DECODE = 1000, 24, 24
 # 48-token spans of the text and rotation seeds 0-2: 0.037-0.069 and
 # 0.005-0.011); turbo4 without its rotation 0.42, turbo3 0.21. This build,
 # with centered and scaled keys and the tiled prefill: turbo4 0.024, k8v4
-# 0.0092, turbo3 0.093.
+# 0.0092, turbo3 0.093 (on another machine's arithmetic 0.023, 0.0084 and
+# 0.083).
 KL_BOUND = {"turbo4": 0.12, "k8v4": 0.025}
 
 
 @pytest.fixture(scope="module")
-def model():
+def text():
+    """The model and the benchmark's text as its tokens."""
     model, tokenizer = gguf_models.load()  # fails, never skips, without the model
-    ids = tokenizer.encode((ROOT / "scripts" / "data" / "model_text.txt").read_text())
+    return model, tokenizer.encode(
+        (ROOT / "scripts" / "data" / "model_text.txt").read_text()
+    )
+
+
+@pytest.fixture(scope="module")
+def model(text):
+    model, ids = text
     return model, ids[START : START + PREFILL + DECODE + 1]
 
 
@@ -109,20 +118,38 @@ def test_recent_tokens_lower_kl(model, reference):
     assert recent < turbo4, (recent, turbo4)
 
 
-def test_key_scale_lowers_kl(model, reference):
+# Spans of the text for the key scale's ablation: on one span of 48 tokens
+# its effect on turbo3 is within the noise of the machine's arithmetic (on
+# the span above, 0.093 against 0.121 without it on one machine and 0.083
+# against 0.084 on another).
+KEY_SCALE_STARTS = (1000, 1500, 2000, 2500)
+
+
+def test_key_scale_lowers_kl(text):
     # Scaling the keys' channels by the queries' statistics of the prefill
-    # (24 queries here) takes turbo4's KL on these tokens from 0.034 to 0.024
-    # and turbo3's from 0.121 to 0.093; the -noscale caches are the caches
-    # without it.
-    model, ids = model
-    for name in ("turbo4", "turbo3"):
-        plain = make_cache(model, name + "-noscale")
-        plain_kl = mean_kl(reference, log_probs(model, ids, plain))
-        cache = make_cache(model, name)
-        kl = mean_kl(reference, log_probs(model, ids, cache))
-        assert all(c.key_scale is not None for c in cache)
-        assert all(c.key_scale is None for c in plain)
-        assert kl < 0.85 * plain_kl, (name, kl, plain_kl)
+    # (24 queries here) lowers the mean KL over four spans of 48 tokens:
+    # turbo4's from 0.035 to 0.020 and turbo3's from 0.124 to 0.090 (on 1024
+    # tokens, results/model.md: 0.036 to 0.026 and 0.155 to 0.098). The
+    # -noscale caches are the caches without it.
+    model, all_ids = text
+    kls = {}
+    for start in KEY_SCALE_STARTS:
+        ids = all_ids[start : start + PREFILL + DECODE + 1]
+        reference = log_probs(model, ids, make_cache(model, "float16"))
+        for name in ("turbo4", "turbo3"):
+            plain = make_cache(model, name + "-noscale")
+            cache = make_cache(model, name)
+            kls.setdefault(name, []).append(
+                (
+                    mean_kl(reference, log_probs(model, ids, cache)),
+                    mean_kl(reference, log_probs(model, ids, plain)),
+                )
+            )
+            assert all(c.key_scale is not None for c in cache)
+            assert all(c.key_scale is None for c in plain)
+    for name, pairs in kls.items():
+        kl, plain_kl = np.mean(pairs, axis=0)
+        assert kl < 0.85 * plain_kl, (name, pairs)
 
 
 def test_cache_names_with_protected_and_recent_tokens():
