@@ -24,6 +24,20 @@ void check(const char* name, bool ok, const std::string& detail = "") {
   failures += !ok;
 }
 
+// A kernel's `n` outputs, on the host: `launch(out)` launches it with a
+// device buffer for them.
+template <typename T, typename F>
+std::vector<T> outputs(size_t n, F launch) {
+  T* out;
+  cudaMalloc(&out, n * sizeof(T));
+  launch(out);
+  cudaDeviceSynchronize();
+  std::vector<T> host(n);
+  cudaMemcpy(host.data(), out, n * sizeof(T), cudaMemcpyDeviceToHost);
+  cudaFree(out);
+  return host;
+}
+
 __device__ uint16_t bits16(float x, bool bf16) {
   if (bf16) {
     __nv_bfloat16 h = __float2bfloat16(x);
@@ -91,13 +105,9 @@ __global__ void mma_kernel(float* out, int bf16) {
 }
 
 void check_mma(bool bf16) {
-  float* out;
-  cudaMalloc(&out, 128 * sizeof(float));
-  mma_kernel<<<1, 32>>>(out, bf16);
-  cudaDeviceSynchronize();
-  std::vector<float> host(128);
-  cudaMemcpy(host.data(), out, 128 * sizeof(float), cudaMemcpyDeviceToHost);
-  cudaFree(out);
+  auto host = outputs<float>(128, [&](float* out) {
+    mma_kernel<<<1, 32>>>(out, bf16);
+  });
   std::string bad;
   for (int row = 0; row < 16; ++row) {
     for (int col = 0; col < 8; ++col) {
@@ -150,13 +160,9 @@ __global__ void ldmatrix_kernel(uint32_t* out, int trans, int misalign) {
 }
 
 void check_ldmatrix(bool trans) {
-  uint32_t* out;
-  cudaMalloc(&out, 128 * sizeof(uint32_t));
-  ldmatrix_kernel<<<1, 32>>>(out, trans, 0);
-  cudaDeviceSynchronize();
-  std::vector<uint32_t> host(128);
-  cudaMemcpy(host.data(), out, 128 * 4, cudaMemcpyDeviceToHost);
-  cudaFree(out);
+  auto host = outputs<uint32_t>(128, [&](uint32_t* out) {
+    ldmatrix_kernel<<<1, 32>>>(out, trans, 0);
+  });
   std::string bad;
   for (int lane = 0; lane < 32; ++lane) {
     for (int j = 0; j < 4; ++j) {
@@ -187,13 +193,9 @@ __global__ void movmatrix_kernel(uint32_t* out) {
 }
 
 void check_movmatrix() {
-  uint32_t* out;
-  cudaMalloc(&out, 32 * sizeof(uint32_t));
-  movmatrix_kernel<<<1, 32>>>(out);
-  cudaDeviceSynchronize();
-  std::vector<uint32_t> host(32);
-  cudaMemcpy(host.data(), out, 32 * 4, cudaMemcpyDeviceToHost);
-  cudaFree(out);
+  auto host = outputs<uint32_t>(32, [](uint32_t* out) {
+    movmatrix_kernel<<<1, 32>>>(out);
+  });
   std::string bad;
   for (int lane = 0; lane < 32; ++lane) {
     int r = lane / 4, c = 2 * (lane % 4);
@@ -221,16 +223,13 @@ void check_ex2() {
                           -127.0f,   3.0f,     0.0f};
   std::vector<float> want = {0.0f, INFINITY, NAN, 1.0f, std::ldexp(1.0f, -126),
                              0.0f, 8.0f,     1.0f};
-  float *in, *out;
+  float* in;
   cudaMalloc(&in, x.size() * 4);
-  cudaMalloc(&out, x.size() * 4);
   cudaMemcpy(in, x.data(), x.size() * 4, cudaMemcpyHostToDevice);
-  ex2_kernel<<<1, 32>>>(in, out, int(x.size()));
-  cudaDeviceSynchronize();
-  std::vector<float> got(x.size());
-  cudaMemcpy(got.data(), out, x.size() * 4, cudaMemcpyDeviceToHost);
+  auto got = outputs<float>(x.size(), [&](float* out) {
+    ex2_kernel<<<1, 32>>>(in, out, int(x.size()));
+  });
   cudaFree(in);
-  cudaFree(out);
   std::string bad;
   for (size_t i = 0; i < x.size(); ++i) {
     bool same = std::isnan(want[i])
@@ -255,13 +254,9 @@ __global__ void shuffle_kernel(int* out) {
 }
 
 void check_shuffles() {
-  int* out;
-  cudaMalloc(&out, 128 * sizeof(int));
-  shuffle_kernel<<<1, 32>>>(out);
-  cudaDeviceSynchronize();
-  std::vector<int> host(128);
-  cudaMemcpy(host.data(), out, 128 * 4, cudaMemcpyDeviceToHost);
-  cudaFree(out);
+  auto host = outputs<int>(128, [](int* out) {
+    shuffle_kernel<<<1, 32>>>(out);
+  });
   std::string bad;
   unsigned ballot = 0;
   for (int l = 0; l < 32; l += 3) {

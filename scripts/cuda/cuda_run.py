@@ -312,7 +312,8 @@ def kernel_of(line):
         return "tiled (many queries)", "float16" if kind == "fp16" else "bfloat16"
     if kind == "smoke" and "tiled" in rest:
         return "tiled (many queries)", "bfloat16" if "bf16" in rest else "float16"
-    mma = " mma" in f" {rest.split(' Lk=')[1]}" if " Lk=" in rest else False
+    # The case's name follows its key length; tensor-core ones start "mma".
+    mma = re.search(r"Lk=\d+ mma", rest) is not None
     return ("decode, tensor cores" if mma else "decode, CUDA cores"), "float16"
 
 

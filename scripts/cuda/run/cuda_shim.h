@@ -494,32 +494,11 @@ void mma_m16n8k16(
   }
 }
 
-inline void mma_sync_aligned_m16n8k16_row_col_f32_f16_f16_f32(
-    float& d0,
-    float& d1,
-    float& d2,
-    float& d3,
-    uint32_t a0,
-    uint32_t a1,
-    uint32_t a2,
-    uint32_t a3,
-    uint32_t b0,
-    uint32_t b1) {
-  mma_m16n8k16<f16_value>(d0, d1, d2, d3, a0, a1, a2, a3, b0, b1);
-}
-inline void mma_sync_aligned_m16n8k16_row_col_f32_bf16_bf16_f32(
-    float& d0,
-    float& d1,
-    float& d2,
-    float& d3,
-    uint32_t a0,
-    uint32_t a1,
-    uint32_t a2,
-    uint32_t a3,
-    uint32_t b0,
-    uint32_t b1) {
-  mma_m16n8k16<bf16_value>(d0, d1, d2, d3, a0, a1, a2, a3, b0, b1);
-}
+// By the instructions' names, which the rewriter calls.
+inline constexpr auto* mma_sync_aligned_m16n8k16_row_col_f32_f16_f16_f32 =
+    &mma_m16n8k16<f16_value>;
+inline constexpr auto* mma_sync_aligned_m16n8k16_row_col_f32_bf16_bf16_f32 =
+    &mma_m16n8k16<bf16_value>;
 
 // An 8 x 8 matrix of 16-bit elements as fragments: lane l holds row l / 4,
 // columns 2 (l % 4) and 2 (l % 4) + 1. Element (row, col) of the matrix
@@ -565,22 +544,11 @@ void ldmatrix_x4(
                     : pack(at(j, r, c), at(j, r, c + 1));
   }
 }
-inline void ldmatrix_sync_aligned_m8n8_x4_shared_b16(
-    uint32_t& x0,
-    uint32_t& x1,
-    uint32_t& x2,
-    uint32_t& x3,
-    uint32_t address) {
-  ldmatrix_x4<false>(x0, x1, x2, x3, address);
-}
-inline void ldmatrix_sync_aligned_m8n8_x4_trans_shared_b16(
-    uint32_t& x0,
-    uint32_t& x1,
-    uint32_t& x2,
-    uint32_t& x3,
-    uint32_t address) {
-  ldmatrix_x4<true>(x0, x1, x2, x3, address);
-}
+// By the instructions' names, which the rewriter calls.
+inline constexpr auto* ldmatrix_sync_aligned_m8n8_x4_shared_b16 =
+    &ldmatrix_x4<false>;
+inline constexpr auto* ldmatrix_sync_aligned_m8n8_x4_trans_shared_b16 =
+    &ldmatrix_x4<true>;
 
 } // namespace ptx
 
