@@ -274,6 +274,58 @@ void check_shuffles() {
   check("shuffles and votes", bad.empty(), bad);
 }
 
+// cp.async.ca.shared.global of 4, 8 and 16 bytes, in two groups
+// (cp.async.commit_group): after cp.async.wait_group 1 the older group has
+// landed, after cp.async.wait_group 0 both (PTX ISA, "Data Movement and
+// Conversion Instructions: cp.async").
+__global__ void cp_async_kernel(const uint32_t* in, uint32_t* out) {
+  __shared__ __align__(16) uint32_t words[32][8];
+  int lane = threadIdx.x;
+  uint32_t base = static_cast<uint32_t>(__cvta_generic_to_shared(words[lane]));
+  const uint32_t* src = in + 8 * lane;
+  asm volatile("cp.async.ca.shared.global [%0], [%1], %2;"
+               :
+               : "r"(base), "l"(src), "n"(4));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], %2;"
+               :
+               : "r"(base + 8), "l"(src + 2), "n"(8));
+  asm volatile("cp.async.commit_group;");
+  asm volatile("cp.async.ca.shared.global [%0], [%1], %2;"
+               :
+               : "r"(base + 16), "l"(src + 4), "n"(16));
+  asm volatile("cp.async.commit_group;");
+  asm volatile("cp.async.wait_group %0;" : : "n"(1));
+  out[3 * lane] = words[lane][0];
+  out[3 * lane + 1] = words[lane][3];
+  asm volatile("cp.async.wait_group %0;" : : "n"(0));
+  out[3 * lane + 2] = words[lane][4] ^ words[lane][7];
+}
+
+void check_cp_async() {
+  std::vector<uint32_t> x(256);
+  for (size_t i = 0; i < x.size(); ++i) {
+    x[i] = uint32_t(i * 2654435761u);
+  }
+  uint32_t* in;
+  cudaMalloc(&in, x.size() * 4);
+  cudaMemcpy(in, x.data(), x.size() * 4, cudaMemcpyHostToDevice);
+  auto host = outputs<uint32_t>(96, [&](uint32_t* out) {
+    cp_async_kernel<<<1, 32>>>(in, out);
+  });
+  cudaFree(in);
+  std::string bad;
+  for (int lane = 0; lane < 32; ++lane) {
+    const uint32_t* w = x.data() + 8 * lane;
+    uint32_t want[3] = {w[0], w[3], w[4] ^ w[7]};
+    for (int k = 0; k < 3; ++k) {
+      if (host[3 * lane + k] != want[k] && bad.empty()) {
+        bad = "lane " + std::to_string(lane) + " word " + std::to_string(k);
+      }
+    }
+  }
+  check("cp.async groups", bad.empty(), bad);
+}
+
 // Misuses the executor must refuse.
 __global__ void local_as_shared_kernel(uint32_t* out) {
   uint32_t local[4] = {1, 2, 3, 4};
@@ -318,6 +370,7 @@ int main(int argc, char** argv) {
   check_movmatrix();
   check_ex2();
   check_shuffles();
+  check_cp_async();
   std::printf("%d checks failed\n", failures);
   return failures ? 1 : 0;
 }

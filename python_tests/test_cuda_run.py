@@ -154,9 +154,10 @@ def test_the_model_of_each_instruction_is_the_isas(tmp_path):
     exe = instructions(tmp_path)
     p = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stdout + p.stderr
-    for name in ("mma m16n8k16 f16", "mma m16n8k16 bf16", "ldmatrix x4 trans"):
+    names = ("mma m16n8k16 f16", "mma m16n8k16 bf16", "ldmatrix x4 trans")
+    for name in names + ("cp.async groups",):
         assert f"ok {name}\n" in p.stdout
-    assert p.stdout.count("ok ") == 7
+    assert p.stdout.count("ok ") == 8
 
 
 @needs_cuda_headers
@@ -213,6 +214,20 @@ KERNEL_MUTANTS = {
         "lse[row] = l > 0 ? (m + log2f(l)) * 0.69314718056f : -CUDART_INF_F;",
         "lse[row] = l > 0 ? (m + log2f(l)) * 0.69314718056f : 0.0f;",
     ),
+    # The decoding kernel reads a stage of its ring before the copies into it
+    # have landed (shown where they land at the wait).
+    "copies not waited for": (
+        KERNELS,
+        "    wait_copies<NS - 1>();",
+        "    wait_copies<NS>();",
+    ),
+    # ... or copies the next tile over the one it is about to read (shown
+    # where they land at once).
+    "next tile over the one in use": (
+        KERNELS,
+        "f_next = fetch_tile(c, j_next, stage == 0 ? NS - 1 : stage - 1);",
+        "f_next = fetch_tile(c, j_next, stage);",
+    ),
 }
 SHIM_MUTANTS = {
     # mma's A operand with its second and third registers swapped.
@@ -240,6 +255,11 @@ INSTRUCTION_MUTANTS = {
     "ex2 without flushing": (
         "y = flush(std::exp2(flush(x)));",
         "y = std::exp2(x);",
+    ),
+    # cp.async.wait_group n leaving n + 1 groups in flight.
+    "cp.async wait one group short": (
+        "while (a.committed.size() > static_cast<size_t>(n)) {",
+        "while (a.committed.size() > static_cast<size_t>(n) + 1) {",
     ),
 }
 

@@ -31,11 +31,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <functional>
+#include <map>
 #include <tuple>
 #include <type_traits>
 #include <unordered_map>
 #include <utility>
+#include <vector>
 
 #include "mr_abi.h"
 
@@ -421,6 +424,90 @@ inline void and_b32(uint32_t& y, uint32_t x, uint32_t mask) {
 
 inline void ld_shared_u32(uint32_t& y, uint32_t address) {
   std::memcpy(&y, cuda_run::shared_pointer(address, 4, 4), 4);
+}
+
+// cp.async: a copy from global to shared memory that lands at a time of the
+// hardware's choosing between its issue and the wait for its group. Under
+// schedule 0 it lands at the wait, so that a read of the destination before
+// the wait sees the fill; under schedule 1 at its issue, so that a read of
+// the destination's old contents after the issue sees the new ones. Copies
+// are the issuing thread's: only its own waits land them.
+struct AsyncCopy {
+  uint32_t dst;
+  uint32_t n;
+  unsigned char bytes[16];
+};
+struct AsyncGroups {
+  std::vector<AsyncCopy> open;
+  std::deque<std::vector<AsyncCopy>> committed;
+};
+// By launch, block and thread (the fibers of a block share an OS thread).
+inline thread_local std::map<std::tuple<uint64_t, uint64_t, unsigned>, AsyncGroups>
+    async_groups;
+inline AsyncGroups& async_of_thread() {
+  const MrAttrs* a = __mr_attrs();
+  auto& t = a->thread_position_in_threadgroup;
+  auto& n = a->threads_per_threadgroup;
+  unsigned tid = (t.z * n.y + t.y) * n.x + t.x;
+  uint64_t launch = cuda_run::launch_count;
+  // Groups of earlier launches are gone with their shared memory.
+  while (!async_groups.empty() && std::get<0>(async_groups.begin()->first) != launch) {
+    async_groups.erase(async_groups.begin());
+  }
+  return async_groups[{launch, cuda_run::block_id(), tid}];
+}
+inline void land(const AsyncCopy& c) {
+  std::memcpy(
+      const_cast<unsigned char*>(cuda_run::shared_pointer(c.dst, c.n, c.n)),
+      c.bytes,
+      c.n);
+}
+inline void copy_async(uint32_t dst, const void* src, int n) {
+  if (n != 4 && n != 8 && n != 16) {
+    cuda_run::fail("a cp.async of other than 4, 8 or 16 bytes");
+  }
+  if (reinterpret_cast<uintptr_t>(src) % n != 0) {
+    cuda_run::fail("a misaligned cp.async source");
+  }
+  cuda_run::shared_pointer(dst, n, n);
+  AsyncCopy c{dst, static_cast<uint32_t>(n), {}};
+  std::memcpy(c.bytes, src, n);
+  static const bool eager = [] {
+    const char* s = std::getenv("CUDA_RUN_SCHEDULE");
+    return s && std::atoi(s) == 1;
+  }();
+  if (eager) {
+    land(c);
+  } else {
+    async_of_thread().open.push_back(c);
+  }
+}
+inline void cp_async_ca_shared_global(uint32_t dst, const void* src, int n) {
+  copy_async(dst, src, n);
+}
+inline void cp_async_cg_shared_global(uint32_t dst, const void* src, int n) {
+  if (n != 16) {
+    cuda_run::fail("a cp.async.cg of other than 16 bytes");
+  }
+  copy_async(dst, src, n);
+}
+inline void cp_async_commit_group() {
+  auto& a = async_of_thread();
+  a.committed.push_back(std::move(a.open));
+  a.open.clear();
+}
+inline void cp_async_wait_group(int n) {
+  auto& a = async_of_thread();
+  while (a.committed.size() > static_cast<size_t>(n)) {
+    for (auto& c : a.committed.front()) {
+      land(c);
+    }
+    a.committed.pop_front();
+  }
+}
+inline void cp_async_wait_all() {
+  cp_async_commit_group();
+  cp_async_wait_group(0);
 }
 
 // 16-bit element `i` (0 low, 1 high) of a register.
