@@ -10,6 +10,11 @@
 #                       the run carries mlx-lm/, the mlx-lm series' cache tests
 #   device.sh bench     scripts/bench_speed_cuda.py
 #   device.sh prefill   scripts/bench_prefill.py --device gpu
+#   device.sh first     one call for a fresh machine: setup; then, beside a
+#                       quick build, the kernels' check (checker compiled here
+#                       and carried as build/device/check_quantized_sdpa, as
+#                       are build/device/check_* of other trees) and a profile
+#                       of turbo4's decode; then the tests
 # Outputs go to $OUT when it is set.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -147,6 +152,23 @@ case ${1:?step} in
     export PYTHONPATH=$ROOT/mlx/python
     unset MLX_CUDA_USE_CUDNN_SDPA
     $PY scripts/bench_prefill.py --device gpu --out "$OUT/prefill_cuda.md"
+    ;;
+  first)
+    t0=$(date +%s)
+    bash "$ROOT/scripts/cuda/device.sh" setup >"$OUT/setup.txt" 2>&1
+    (
+      for c in build/device/check_*; do
+        timeout 240 "$c" >"$OUT/$(basename "$c").txt" 2>&1
+      done
+      if command -v ncu >/dev/null; then
+        QSDPA_PROFILE=turbo4 timeout 90 ncu --set full -k regex:mma_pass1 \
+          --launch-skip 3 --launch-count 1 build/device/check_quantized_sdpa \
+          >"$OUT/ncu_turbo4.txt" 2>&1
+      fi
+    ) &
+    QUICK_QMM=1 timeout 480 bash "$ROOT/scripts/cuda/device.sh" build
+    wait
+    timeout $((588 - $(date +%s) + t0)) bash "$ROOT/scripts/cuda/device.sh" test || true
     ;;
   *) echo "unknown step $1" >&2; exit 2 ;;
 esac
