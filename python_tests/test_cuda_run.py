@@ -214,20 +214,6 @@ KERNEL_MUTANTS = {
         "lse[row] = l > 0 ? (m + log2f(l)) * 0.69314718056f : -CUDART_INF_F;",
         "lse[row] = l > 0 ? (m + log2f(l)) * 0.69314718056f : 0.0f;",
     ),
-    # The decoding kernel reads a stage of its ring before the copies into it
-    # have landed (shown where they land at the wait).
-    "copies not waited for": (
-        KERNELS,
-        "    wait_copies<NS - 1>();",
-        "    wait_copies<NS>();",
-    ),
-    # ... or copies the next tile over the one it is about to read (shown
-    # where they land at once).
-    "next tile over the one in use": (
-        KERNELS,
-        "f_next = fetch_tile(c, j_next, stage == 0 ? NS - 1 : stage - 1);",
-        "f_next = fetch_tile(c, j_next, stage);",
-    ),
 }
 SHIM_MUTANTS = {
     # mma's A operand with its second and third registers swapped.

@@ -331,14 +331,9 @@ std::vector<float> run(
   auto books = codebooks_of(kf, vf);
 
   auto pass1 = cu::quantized_sdpa_pass1_kernel<__half, D, KR, VR>(mma);
-  if (pass1.smem > 0) {
-    CHECK(cudaFuncSetAttribute(
-        pass1.kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, pass1.smem));
-  }
-  auto kernel = pass1.kernel;
   auto launch = [&]() {
-    kernel<<<dim3(p.kv_heads * row_groups, p.batch, blocks), pass1.block,
-             pass1.smem>>>(
+    pass1<<<dim3(p.kv_heads * row_groups, p.batch, blocks),
+            dim3(32, cu::qsdpa_warps)>>>(
             q.ptr,
             keys,
             values,
