@@ -137,6 +137,14 @@ inline uint64_t block_id() {
   return (uint64_t(b.z) * n.y + b.y) * n.x + b.x;
 }
 
+// Schedules of the fiber runtime: 0 gives every thread a turn before any
+// continues; 1 runs one warp until all its lanes wait (a warp racing ahead
+// exposes missing barriers). CUDA_RUN_SCHEDULE picks one.
+inline int schedule() {
+  const char* s = std::getenv("CUDA_RUN_SCHEDULE");
+  return s ? std::atoi(s) : 0;
+}
+
 // The byte that fills shared memory and device allocations: 0xff (NaN as
 // floats and halves) unless CUDA_RUN_FILL gives another (e.g. 0x7b: large
 // finite values, which fmaxf does not skip as it skips NaNs).
@@ -472,11 +480,7 @@ inline void copy_async(uint32_t dst, const void* src, int n) {
   cuda_run::shared_pointer(dst, n, n);
   AsyncCopy c{dst, static_cast<uint32_t>(n), {}};
   std::memcpy(c.bytes, src, n);
-  static const bool eager = [] {
-    const char* s = std::getenv("CUDA_RUN_SCHEDULE");
-    return s && std::atoi(s) == 1;
-  }();
-  if (eager) {
+  if (cuda_run::schedule() == 1) {
     land(c);
   } else {
     async_of_thread().open.push_back(c);
@@ -726,14 +730,6 @@ cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t stop)
 namespace cuda_run {
 
 inline thread_local std::function<void()>* launch_body = nullptr;
-
-// Schedules of the fiber runtime: 0 gives every thread a turn before any
-// continues; 1 runs one warp until all its lanes wait (a warp racing ahead
-// exposes missing barriers). CUDA_RUN_SCHEDULE picks one.
-inline int schedule() {
-  const char* s = std::getenv("CUDA_RUN_SCHEDULE");
-  return s ? std::atoi(s) : 0;
-}
 
 // kernel<<<grid, block, smem>>>(args...): runs every block, then returns.
 template <typename... Params, typename... Args>
