@@ -196,6 +196,23 @@ struct Problem {
   // third query row sees no key (all masked out), and an additive mask is
   // -inf at some keys of the other rows too.
   bool empty_rows = false;
+  // The keys and values are the first k_len rows of
+  // each head of a buffer of `k_alloc` rows a head (a slice of a cache that
+  // grows in steps; 0: k_len), and with `kv_broadcast` one batch entry of
+  // them serves every batch entry (a batch stride of 0).
+  int k_alloc = 0;
+  bool kv_broadcast = false;
+
+  int alloc() const {
+    return k_alloc ? k_alloc : k_len;
+  }
+  // The first row of the keys of batch entry b and KV head h.
+  int64_t kv_row0(int b, int h) const {
+    return ((kv_broadcast ? 0 : int64_t(b)) * kv_heads + h) * alloc();
+  }
+  cu::RowStrides kv_strides() const {
+    return {kv_broadcast ? 0 : int64_t(kv_heads) * alloc(), alloc()};
+  }
 };
 
 // The kernels' parameters for a problem, as eval_gpu fills them; masks are
@@ -376,11 +393,13 @@ std::vector<float> run(
 
 template <typename R>
 R rows_of(const Side& s, const DeviceBuffer<uint32_t>& w,
-          const DeviceBuffer<__half>& sc, const DeviceBuffer<__half>& bi) {
+          const DeviceBuffer<__half>& sc, const DeviceBuffer<__half>& bi,
+          cu::RowStrides strides) {
   R r{};
   r.w = w.ptr;
   r.scales = sc.ptr;
   r.words_per_row = s.words_per_row;
+  r.strides = strides;
   if constexpr (R::has_biases) {
     r.biases = bi.ptr;
     r.groups_per_row = s.groups_per_row;
@@ -406,7 +425,7 @@ std::vector<double> reference(
   std::vector<char> seen(p.k_len);
   for (int b = 0; b < p.batch; ++b) {
     for (int h = 0; h < p.q_heads; ++h) {
-      int64_t kv0 = (int64_t(b) * p.kv_heads + h / gqa) * p.k_len;
+      int64_t kv0 = p.kv_row0(b, h / gqa);
       for (int i = 0; i < p.q_len; ++i) {
         int64_t row = (int64_t(b) * p.q_heads + h) * p.q_len + i;
         double mx = sinks ? double(__half2float((*sinks)[h])) : -1e300;
@@ -466,7 +485,8 @@ Errors check_case(
     float* time_ms = nullptr,
     int reps = 0,
     double* gbytes = nullptr) {
-  int64_t kv_rows = int64_t(p.batch) * p.kv_heads * p.k_len;
+  int64_t kv_rows =
+      int64_t(p.kv_broadcast ? 1 : p.batch) * p.kv_heads * p.alloc();
   Side k(kf, kv_rows, D, rng, !gbytes), v(vf, kv_rows, D, rng, !gbytes);
   std::normal_distribution<float> n(0, 1);
   std::vector<__half> q(size_t(p.batch) * p.q_heads * p.q_len * D);
@@ -501,8 +521,8 @@ Errors check_case(
   std::vector<float> lse;
   auto out = run<D>(
       p,
-      rows_of<KR>(k, kw, ks, kb),
-      rows_of<VR>(v, vw, vs, vb),
+      rows_of<KR>(k, kw, ks, kb, p.kv_strides()),
+      rows_of<VR>(v, vw, vs, vb, p.kv_strides()),
       q,
       p.bool_mask ? &bmask : nullptr,
       p.float_mask ? &fmask : nullptr,
@@ -639,6 +659,19 @@ int check_all(std::mt19937& rng) {
     lg.bool_mask = true;
     mma_pairs("mma long", lg);
     report("mma long", turbo4, turbo4, lg, check_case<D, R4, R4>(lg, turbo4, turbo4, rng, true));
+    // Slices of a cache that grows in steps (rows of a head 320 apart), with
+    // rows that see no key (the mean of the values, in pass 2), and one
+    // batch entry of keys and values for all (a batch stride of 0).
+    Problem sl = e;
+    sl.k_alloc = 320;
+    mma_pairs("mma sliced", sl);
+    report("sliced", turbo4, turbo3, sl, check_case<D, R4, R3>(sl, turbo4, turbo3, rng));
+    report("sliced", affine4, affine4, sl, check_case<D, A4, A4>(sl, affine4, affine4, rng));
+    Problem bc{3, 8, 2, q_len, 200, D};
+    bc.kv_broadcast = true;
+    bc.k_alloc = 256;
+    mma_pairs("mma bcast", bc);
+    report("bcast", turbo3, turbo3, bc, check_case<D, R3, R3>(bc, turbo3, turbo3, rng));
   }
   return failures;
 }
@@ -812,7 +845,7 @@ std::vector<double> reference_prefill(
   auto head = [&](int b, int h) {
     std::vector<double> s(p.k_len);
     std::vector<char> seen(p.k_len);
-    int64_t kv0 = (int64_t(b) * p.kv_heads + h / gqa) * p.k_len;
+    int64_t kv0 = p.kv_row0(b, h / gqa);
     for (int i = 0; i < p.q_len; ++i) {
       int64_t row = (int64_t(b) * p.q_heads + h) * p.q_len + i;
       double mx = sinks ? double((*sinks)[h]) : -INFINITY;
@@ -867,11 +900,13 @@ std::vector<double> reference_prefill(
 
 template <typename T, typename R>
 R rows_of_t(const Side& s, const DeviceBuffer<uint32_t>& w,
-            const DeviceBuffer<T>& sc, const DeviceBuffer<T>& bi) {
+            const DeviceBuffer<T>& sc, const DeviceBuffer<T>& bi,
+            cu::RowStrides strides) {
   R r{};
   r.w = w.ptr;
   r.scales = sc.ptr;
   r.words_per_row = s.words_per_row;
+  r.strides = strides;
   if constexpr (R::has_biases) {
     r.biases = bi.ptr;
     r.groups_per_row = s.groups_per_row;
@@ -891,7 +926,8 @@ Errors check_prefill(
     int reps = 0) {
   const Problem& p = pf.p;
   constexpr bool bf16 = !std::is_same_v<T, __half>;
-  int64_t kv_rows = int64_t(p.batch) * p.kv_heads * p.k_len;
+  int64_t kv_rows =
+      int64_t(p.kv_broadcast ? 1 : p.batch) * p.kv_heads * p.alloc();
   bool decode = !time_ms;
   Side k(kf, kv_rows, D, rng, decode, bf16), v(vf, kv_rows, D, rng, decode, bf16);
   std::normal_distribution<float> n(0, 1);
@@ -942,8 +978,8 @@ Errors check_prefill(
   convert(v.biases, v.biases_bf, vb);
   DeviceBuffer<uint32_t> kw(k.w), vw(v.w);
   DeviceBuffer<T> d_ks(ks), d_kb(kb), d_vs(vs), d_vb(vb);
-  KR keys = rows_of_t<T, KR>(k, kw, d_ks, d_kb);
-  VR values = rows_of_t<T, VR>(v, vw, d_vs, d_vb);
+  KR keys = rows_of_t<T, KR>(k, kw, d_ks, d_kb, p.kv_strides());
+  VR values = rows_of_t<T, VR>(v, vw, d_vs, d_vb, p.kv_strides());
 
   int sms;
   CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
@@ -1101,6 +1137,14 @@ int check_prefill_all(std::mt19937& rng) {
   lg.p.causal = false;
   lg.p.bool_mask = true;
   report("chunks", turbo4, turbo3, lg, check_prefill<T, D, R4, R3>(lg, turbo4, turbo3, rng));
+  // A slice of a cache that grows in steps, and one batch entry of keys and
+  // values for all.
+  Prefill sl{{2, 8, 2, 33, 150, D}};
+  sl.p.causal = true;
+  sl.p.k_alloc = 256;
+  report("sliced", turbo4, turbo4, sl, check_prefill<T, D, R4, R4>(sl, turbo4, turbo4, rng));
+  sl.p.kv_broadcast = true;
+  report("bcast", affine4, turbo3, sl, check_prefill<T, D, A4, R3>(sl, affine4, turbo3, rng));
   return failures;
 }
 
@@ -1173,9 +1217,25 @@ int check_smoke(std::mt19937& rng) {
   Problem b8{8, 8, 2, 1, 67, D};
   b8.causal = true;
   report("mma B=8", b8, check_case<D, R3, R3>(b8, turbo3, turbo3, rng, true), false);
+  // A slice of a cache that grows in steps, with rows that see no key (the
+  // mean of the values), and one batch entry of keys and values for all.
+  Problem sl{2, 8, 2, 1, 300, D};
+  sl.k_alloc = 320;
+  sl.bool_mask = true;
+  sl.empty_rows = true;
+  report("mma sliced", sl, check_case<D, R4, R4>(sl, turbo4, turbo4, rng, true), false);
+  report("sliced", sl, check_case<D, A4, R4>(sl, affine4, turbo4, rng), false);
+  Problem bc{3, 8, 2, 1, 200, D};
+  bc.kv_broadcast = true;
+  bc.k_alloc = 256;
+  report("mma bcast", bc, check_case<D, A8, A8>(bc, affine8, affine8, rng, true), false);
   Prefill f{{1, 8, 2, 33, 150, D}};
   f.p.causal = true;
   report("tiled turbo4", f.p, check_prefill<__half, D, R4, R4>(f, turbo4, turbo4, rng), false);
+  Prefill fs = f;
+  fs.p.batch = 2;
+  fs.p.k_alloc = 256;
+  report("tiled sliced", fs.p, check_prefill<__half, D, R4, R4>(fs, turbo4, turbo4, rng), false);
   using B4 = cu::TurboRows<__nv_bfloat16, 4>;
   using B8 = cu::AffineRows<__nv_bfloat16, 8, 32>;
   Prefill b = f;
