@@ -135,11 +135,11 @@ def test_the_kernels_pass_under_the_executor(tmp_path):
     assert all(" lse err " in l for l in ok if " rel err " in l)
     p = run_tool(*build, "--dims", "smoke")
     ok, failed = checked(p)
-    assert p.returncode == 0 and not failed and len(ok) == 22, p.stdout + p.stderr
+    assert p.returncode == 0 and not failed and len(ok) == 24, p.stdout + p.stderr
     env = dict(os.environ, CUDA_RUN_FILL="0x7b")
     p = run_tool(*build, "--dims", "smoke", "--schedules", "0", env=env)
     ok, failed = checked(p)
-    assert p.returncode == 0 and not failed and len(ok) == 11, p.stdout + p.stderr
+    assert p.returncode == 0 and not failed and len(ok) == 12, p.stdout + p.stderr
 
 
 INSTRUCTIONS = ROOT / "python_tests" / "cuda_run_instructions.cu"
