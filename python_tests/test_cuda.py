@@ -7,6 +7,7 @@ from itertools import product
 import mlx.core as mx
 import numpy as np
 import pytest
+from test_quantized_prefill import extra_peak
 
 pytestmark = pytest.mark.skipif(not mx.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -73,16 +74,6 @@ def attend(q, k_parts, v_parts, kf, vf, **kwargs):
     )
 
 
-def held_bytes(f):
-    """f()'s outputs and the memory its call held at the peak besides them."""
-    mx.synchronize()
-    mx.reset_peak_memory()
-    before = mx.get_active_memory()
-    out = f()
-    mx.eval(out)
-    return out, mx.get_peak_memory() - before - out.nbytes
-
-
 @pytest.mark.parametrize("pair", PAIRS, ids=lambda p: f"{p[0]}/{p[1]}")
 @pytest.mark.parametrize("L_q", (1, 33))
 def test_sliced_and_broadcast_caches_are_read_in_place(pair, L_q):
@@ -119,8 +110,10 @@ def test_sliced_and_broadcast_caches_are_read_in_place(pair, L_q):
     for name, (ks, vs) in caches.items():
         packed = [[mx.contiguous(x) for x in p] for p in (ks, vs)]
         mx.eval(ks, vs, packed)
-        out, held = held_bytes(lambda: attend(q, ks, vs, kf, vf, scale=D**-0.5))
-        ref, held_ref = held_bytes(lambda: attend(q, *packed, kf, vf, scale=D**-0.5))
+        # Memory held at the peak besides the output.
+        held, out = extra_peak(lambda: attend(q, ks, vs, kf, vf, scale=D**-0.5))
+        held_ref, ref = extra_peak(lambda: attend(q, *packed, kf, vf, scale=D**-0.5))
+        held, held_ref = held - out.nbytes, held_ref - ref.nbytes
         assert mx.array_equal(out, ref).item(), name
         if name == "shifted":
             continue

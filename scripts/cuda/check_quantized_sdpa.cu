@@ -196,10 +196,10 @@ struct Problem {
   // third query row sees no key (all masked out), and an additive mask is
   // -inf at some keys of the other rows too.
   bool empty_rows = false;
-  // The keys and values are the first k_len rows of
-  // each head of a buffer of `k_alloc` rows a head (a slice of a cache that
-  // grows in steps; 0: k_len), and with `kv_broadcast` one batch entry of
-  // them serves every batch entry (a batch stride of 0).
+  // The keys and values are the first k_len rows of each head of a buffer
+  // of `k_alloc` rows a head (a slice of a cache that grows in steps; 0:
+  // k_len), and with `kv_broadcast` one batch entry of them serves every
+  // batch entry (a batch stride of 0).
   int k_alloc = 0;
   bool kv_broadcast = false;
 
@@ -210,7 +210,11 @@ struct Problem {
     }
     return k_alloc ? k_alloc : k_len;
   }
-  // The first row of the keys of batch entry b and KV head h.
+  // The rows of the keys' (and values') buffer, and the first row of batch
+  // entry b and KV head h.
+  int64_t kv_rows() const {
+    return int64_t(kv_broadcast ? 1 : batch) * kv_heads * alloc();
+  }
   int64_t kv_row0(int b, int h) const {
     return ((kv_broadcast ? 0 : int64_t(b)) * kv_heads + h) * alloc();
   }
@@ -489,8 +493,7 @@ Errors check_case(
     float* time_ms = nullptr,
     int reps = 0,
     double* gbytes = nullptr) {
-  int64_t kv_rows =
-      int64_t(p.kv_broadcast ? 1 : p.batch) * p.kv_heads * p.alloc();
+  int64_t kv_rows = p.kv_rows();
   Side k(kf, kv_rows, D, rng, !gbytes), v(vf, kv_rows, D, rng, !gbytes);
   std::normal_distribution<float> n(0, 1);
   std::vector<__half> q(size_t(p.batch) * p.q_heads * p.q_len * D);
@@ -663,7 +666,7 @@ int check_all(std::mt19937& rng) {
     lg.bool_mask = true;
     mma_pairs("mma long", lg);
     report("mma long", turbo4, turbo4, lg, check_case<D, R4, R4>(lg, turbo4, turbo4, rng, true));
-    // Slices of a cache that grows in steps (rows of a head 320 apart), with
+    // Slices of a cache that grows in steps (heads 29 rows apart), with
     // rows that see no key (the mean of the values, in pass 2), and one
     // batch entry of keys and values for all (a batch stride of 0).
     Problem sl = e;
@@ -930,8 +933,7 @@ Errors check_prefill(
     int reps = 0) {
   const Problem& p = pf.p;
   constexpr bool bf16 = !std::is_same_v<T, __half>;
-  int64_t kv_rows =
-      int64_t(p.kv_broadcast ? 1 : p.batch) * p.kv_heads * p.alloc();
+  int64_t kv_rows = p.kv_rows();
   bool decode = !time_ms;
   Side k(kf, kv_rows, D, rng, decode, bf16), v(vf, kv_rows, D, rng, decode, bf16);
   std::normal_distribution<float> n(0, 1);
