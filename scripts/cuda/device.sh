@@ -162,6 +162,12 @@ case ${1:?step} in
     if [ -d mlx-lm/mlx_lm ]; then
       $PY scripts/cuda/mlx_lm_tests.py -q -p no:cacheprovider 2>&1 | tail -15 |
         tee "$OUT/test_mlx_lm_gpu.txt"
+      # The cache's NaN on CUDA (results/cuda_gpu_tests_h100.txt), with and
+      # without CUDA graphs.
+      for graphs in 1 0; do
+        MLX_USE_CUDA_GRAPHS=$graphs timeout 60 $PY scripts/cuda/cache_nan.py plain 2>&1 |
+          sed "s/^/graphs=$graphs /" | tee -a "$OUT/cache_nan.txt"
+      done
     fi
     ;;
   bench)
