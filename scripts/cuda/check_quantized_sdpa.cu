@@ -84,8 +84,16 @@ struct DeviceBuffer {
   }
 };
 
-// The median time of `reps` runs of f, timed with CUDA events, after 100 ms
-// of runs that bring the card to its clocks.
+// How the decode timings launch (see time_fixed_cost): the calls issued back
+// to back between two events (the time is per call), and the passes a call
+// launches: 0 both, 1 pass 1 only, 2 pass 2 only (over the partials the
+// check's own run left).
+int time_calls = 1;
+int time_passes = 0;
+
+// The median time of `reps` runs of f (time_calls of them back to back, the
+// time per run), timed with CUDA events, after 100 ms of runs that bring the
+// card to its clocks.
 template <typename F>
 float median_ms(int reps, F&& f) {
   cudaEvent_t start, stop;
@@ -101,12 +109,14 @@ float median_ms(int reps, F&& f) {
   std::vector<float> times;
   for (int i = 0; i < reps; ++i) {
     CHECK(cudaEventRecord(start));
-    f();
+    for (int k = 0; k < time_calls; ++k) {
+      f();
+    }
     CHECK(cudaEventRecord(stop));
     CHECK(cudaEventSynchronize(stop));
     float ms;
     CHECK(cudaEventElapsedTime(&ms, start, stop));
-    times.push_back(ms);
+    times.push_back(ms / time_calls);
   }
   CHECK(cudaEventDestroy(start));
   CHECK(cudaEventDestroy(stop));
@@ -356,37 +366,40 @@ std::vector<float> run(
   auto books = codebooks_of(kf, vf);
 
   auto pass1 = cu::quantized_sdpa_pass1_kernel<__half, D, KR, VR>(mma);
-  auto launch = [&]() {
-    pass1<<<dim3(p.kv_heads * row_groups, p.batch, blocks),
-            dim3(32, cu::qsdpa_warps)>>>(
-            q.ptr,
-            keys,
-            values,
-            bmask ? reinterpret_cast<const bool*>(bm.ptr) : nullptr,
-            fmask ? fm.ptr : nullptr,
-            pout.ptr,
-            pmax.ptr,
-            psum.ptr,
-            params,
-            books);
-    cu::quantized_sdpa_pass2<__half, D, VR>
-        <<<rows, D>>>(
-            pout.ptr,
-            pmax.ptr,
-            psum.ptr,
-            sinks_host ? sk.ptr : nullptr,
-            out.ptr,
-            lse_host ? lse.ptr : nullptr,
-            values,
-            params,
-            books,
-            bmask != nullptr || p.causal);
+  auto launch = [&](int passes) {
+    if (passes != 2) {
+      pass1<<<dim3(p.kv_heads * row_groups, p.batch, blocks),
+              dim3(32, cu::qsdpa_warps)>>>(
+          q.ptr,
+          keys,
+          values,
+          bmask ? reinterpret_cast<const bool*>(bm.ptr) : nullptr,
+          fmask ? fm.ptr : nullptr,
+          pout.ptr,
+          pmax.ptr,
+          psum.ptr,
+          params,
+          books);
+    }
+    if (passes != 1) {
+      cu::quantized_sdpa_pass2<__half, D, VR><<<rows, D>>>(
+          pout.ptr,
+          pmax.ptr,
+          psum.ptr,
+          sinks_host ? sk.ptr : nullptr,
+          out.ptr,
+          lse_host ? lse.ptr : nullptr,
+          values,
+          params,
+          books,
+          bmask != nullptr || p.causal);
+    }
   };
-  launch();
+  launch(0);
   CHECK(cudaGetLastError());
   CHECK(cudaDeviceSynchronize());
   if (time_ms) {
-    *time_ms = median_ms(reps, launch);
+    *time_ms = median_ms(reps, [&] { launch(time_passes); });
   }
   if (lse_host) {
     *lse_host = lse.to_host();
@@ -1251,6 +1264,36 @@ int check_smoke(std::mt19937& rng) {
   return failures;
 }
 
+// Where the time of a short decode goes: turbo4 on tensor cores at B=1, one
+// call at a time (the table above: the first launch's latency included), 20
+// calls back to back (as in an MLX graph), and each pass alone, 20 back to
+// back.
+void time_fixed_cost(std::mt19937& rng, double copy_gbs) {
+  std::printf(
+      "\nturbo4 on tensor cores, B=1, us a call: one at a time; 20 back to "
+      "back; pass 1 alone and pass 2 alone, 20 back to back\n"
+      "| L | one call | 20 calls | pass 1 | pass 2 | 20 calls, of copy |\n"
+      "|---|---|---|---|---|---|\n");
+  using R4 = cu::TurboRows<__half, 4>;
+  for (int L : {4096, 16384, 32768, 131072}) {
+    Problem p{1, 32, 8, 1, L, 128};
+    float ms[4];
+    double gb;
+    const int calls[4] = {1, 20, 20, 20};
+    for (int i = 0; i < 4; ++i) {
+      time_calls = calls[i];
+      time_passes = i < 2 ? 0 : i - 1;
+      check_case<128, R4, R4>(p, turbo4, turbo4, rng, true, &ms[i], 30, &gb);
+    }
+    time_calls = 1;
+    time_passes = 0;
+    std::printf(
+        "| %d | %.1f | %.1f | %.1f | %.1f | %.0f%% |\n", L, ms[0] * 1e3,
+        ms[1] * 1e3, ms[2] * 1e3, ms[3] * 1e3,
+        100 * gb / (ms[1] / 1e3) / copy_gbs);
+  }
+}
+
 #ifdef QSDPA_TIME_ONLY
 int main() {
   std::mt19937 rng(0);
@@ -1363,6 +1406,7 @@ int main() {
     time("K8V4 mma", cu::AffineRows<T, 8, 64>{}, cu::TurboRows<T, 4>{}, affine8_64, turbo4, true);
     time("K8V4", cu::AffineRows<T, 8, 64>{}, cu::TurboRows<T, 4>{}, affine8_64, turbo4);
   }
+  time_fixed_cost(rng, copy_gbs);
   std::printf("%d checks failed\n", failures);
   return failures ? 1 : 0;
 }
