@@ -37,12 +37,15 @@ def main(how):
     tokens = mx.random.randint(0, 256, (1, 40), key=mx.random.key(1))
 
     def run(cache, prefill=32):
-        out = [model(tokens[:, :prefill], cache=cache)]
-        for i in range(prefill, tokens.shape[1]):
-            out.append(model(tokens[:, i : i + 1], cache=cache))
-            if how == "eval":
+        # The tests' run(), with an eval after each decoding step if asked.
+        if how == "eval":
+            out = [model(tokens[:, :prefill], cache=cache)]
+            for i in range(prefill, tokens.shape[1]):
+                out.append(model(tokens[:, i : i + 1], cache=cache))
                 mx.eval(out[-1])
-        out = mx.concatenate(out, axis=1).astype(mx.float32)
+            out = mx.concatenate(out, axis=1).astype(mx.float32)
+        else:
+            out = tests.run(model, tokens, cache, prefill)
         return out - out.mean(axis=-1, keepdims=True)
 
     ref = None if how == "noref" else run(make_prompt_cache(model))
