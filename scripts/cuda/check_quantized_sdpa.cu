@@ -382,7 +382,7 @@ std::vector<float> run(
           books);
     }
     if (passes != 1) {
-      cu::quantized_sdpa_pass2<__half, D, VR><<<rows, D>>>(
+      cu::quantized_sdpa_pass2<__half, D, VR><<<rows, cu::quantized_sdpa_pass2_block(D, blocks)>>>(
           pout.ptr,
           pmax.ptr,
           psum.ptr,
@@ -1035,7 +1035,7 @@ Errors check_prefill(
         psum.ptr,
         params,
         books);
-    cu::quantized_sdpa_pass2<T, D, VR><<<rows, D>>>(
+    cu::quantized_sdpa_pass2<T, D, VR><<<rows, cu::quantized_sdpa_pass2_block(D, blocks)>>>(
         pout.ptr,
         pmax.ptr,
         psum.ptr,
@@ -1248,6 +1248,16 @@ int check_smoke(std::mt19937& rng) {
   bc.kv_broadcast = true;
   bc.k_alloc = 256;
   report("mma bcast", bc, check_case<D, A8, A8>(bc, affine8, affine8, rng, true), false);
+  // Many chunks (64 and 46 of them here), which pass 2 splits among its
+  // threads: 4 and 2 splits.
+  Problem many{1, 4, 1, 1, 16384, D};
+  many.float_mask = true;
+  many.sinks = true;
+  report("mma chunks", many, check_case<D, R4, R4>(many, turbo4, turbo4, rng, true), false);
+  Problem many_bool{1, 4, 1, 1, 12000, D};
+  many_bool.bool_mask = true;
+  many_bool.empty_rows = true;
+  report("chunks bool", many_bool, check_case<D, A4, R3>(many_bool, affine4, turbo3, rng), false);
   Prefill f{{1, 8, 2, 33, 150, D}};
   f.p.causal = true;
   report("tiled turbo4", f.p, check_prefill<__half, D, R4, R4>(f, turbo4, turbo4, rng), false);
@@ -1364,21 +1374,30 @@ int main() {
     std::printf("%d checks failed\n", failures);
     return failures ? 1 : 0;
   }
+  // Copy bandwidth of the card, bytes read plus written.
+  auto copy_bandwidth = [] {
+    size_t n = size_t(1) << 30;
+    DeviceBuffer<char> a(n), b(n);
+    CHECK(cudaMemcpy(b.ptr, a.ptr, n, cudaMemcpyDeviceToDevice));
+    float copy_ms = median_ms(20, [&] {
+      CHECK(cudaMemcpy(b.ptr, a.ptr, n, cudaMemcpyDeviceToDevice));
+    });
+    double copy_gbs = 2.0 * n / 1e9 / (copy_ms / 1e3);
+    std::printf("copy bandwidth %.0f GB/s (read + write)\n", copy_gbs);
+    return copy_gbs;
+  };
+  if (std::getenv("QSDPA_FIXED")) {
+    // Where a short call's time goes only (time_fixed_cost), to compare
+    // kernel variants side by side.
+    time_fixed_cost(rng, copy_bandwidth());
+    return 0;
+  }
   int failures = check_all_operands(rng);
   failures += check_all<64>(rng) + check_all<128>(rng) + check_all<256>(rng);
   failures += check_prefill_all<__half, 64>(rng) +
       check_prefill_all<__half, 128>(rng) + check_prefill_all<__half, 256>(rng) +
       check_prefill_all<__nv_bfloat16, 128>(rng);
-
-  // Copy bandwidth of the card, bytes read plus written.
-  size_t n = size_t(1) << 30;
-  DeviceBuffer<char> a(n), b(n);
-  CHECK(cudaMemcpy(b.ptr, a.ptr, n, cudaMemcpyDeviceToDevice));
-  float copy_ms = median_ms(20, [&] {
-    CHECK(cudaMemcpy(b.ptr, a.ptr, n, cudaMemcpyDeviceToDevice));
-  });
-  double copy_gbs = 2.0 * n / 1e9 / (copy_ms / 1e3);
-  std::printf("copy bandwidth %.0f GB/s (read + write)\n", copy_gbs);
+  double copy_gbs = copy_bandwidth();
 
   std::printf("| L | K/V | us | GB read | GB/s | of copy |\n|---|---|---|---|---|---|\n");
   for (int L : {4096, 32768, 131072}) {

@@ -131,6 +131,12 @@ case ${1:?step} in
       -DCUDNN_LIBRARY_PATH=$libs/lib -DCUDAToolkit_ROOT=/usr/local/cuda \
       -DCMAKE_CUDA_HOST_COMPILER=$CXX" \
       python3 scripts/harness build 2>&1 | tee "$OUT/build.log" | grep -E 'error|FAILED|built|^\[[0-9]+/' | tail -40
+    # The CCCL headers that MLX's JIT (NVRTC) includes are put beside the
+    # package by the install step only: without them every JIT-compiled
+    # kernel (gather, scatter, ...) failed in the tests that followed a
+    # build, until a later call's 'refresh' installed them.
+    cmake --install build/cuda >/dev/null || echo "cmake --install failed" | tee -a "$OUT/build.log"
+    ls mlx/python/mlx/include/cccl 2>&1 | sed 's/^/JIT headers: /' | tee -a "$OUT/build.log"
     # Built so, libmlx.so still exports part of libstdc++'s exception
     # support and locales (__cxa_begin_catch, ...; not __cxa_throw), and
     # an MLX exception still crashed the process once numpy had loaded the
