@@ -161,6 +161,17 @@ def test_apply_refuses_a_gitlink_moved_onto_the_series(project):
     assert git(project / "mlx", "rev-parse", "HEAD") == head
 
 
+def test_check_refuses_a_gitlink_moved_onto_the_series(project):
+    # As 'git add mlx' with the series checked out does: check said that the
+    # first patch did not apply.
+    apply(project)
+    head = git(project / "mlx", "rev-parse", "HEAD")
+    git(project, "update-index", "--cacheinfo", f"160000,{head},mlx")
+    p = harness(project, "check", check=False)
+    assert p.returncode != 0
+    assert "points at a commit of the series" in p.stderr and pinned_base() in p.stderr
+
+
 def test_apply_keeps_modification_times_of_unchanged_files(project):
     apply(project)
     mlx = project / "mlx"

@@ -47,20 +47,8 @@ def holds_series(s: Series, base: str) -> bool:
 
 def guard(s: Series, base: str):
     """Refuse when applying would lose work or pin a commit of the series."""
-    old_base = core.rev(s.dir, s.base_ref)
+    core.refuse_gitlink_on_series(s, base)
     applied = core.rev(s.dir, s.applied_ref)
-    if (
-        old_base
-        and old_base != base
-        and applied
-        and core.is_ancestor(s.dir, old_base, base)
-        and core.is_ancestor(s.dir, base, applied)
-    ):
-        die(
-            f"the project's gitlink for {s.name}/ points at a commit of the series, "
-            f"not at the base. Restore it:\n"
-            f"    git update-index --cacheinfo 160000,{old_base},{s.name}"
-        )
     gd = core.gitdir(s)
     if (gd / "rebase-apply").is_dir() or (gd / "rebase-merge").is_dir():
         die(

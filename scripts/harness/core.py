@@ -3,6 +3,7 @@ data), the fixed committer, and the git helpers. Every constant lives here."""
 
 from __future__ import annotations
 
+import email
 import os
 import re
 import subprocess
@@ -217,6 +218,43 @@ def file_patch_ids(s: Series) -> List[str]:
         if path.is_file():
             ids += _patch_ids(path.read_bytes())
     return sorted(ids)
+
+
+def file_subjects(s: Series) -> set:
+    """The subjects of the series' patch files (folded lines joined)."""
+    subjects = set()
+    for name in entries(s):
+        path = s.patches / name
+        if path.is_file():
+            message = email.message_from_bytes(path.read_bytes())
+            subject = re.sub(r"\s+", " ", str(message.get("Subject", ""))).strip()
+            subjects.add(re.sub(r"^\[PATCH[^\]]*\] ", "", subject))
+    return subjects
+
+
+def refuse_gitlink_on_series(s: Series, base: str):
+    """Dies when the pinned base is itself a commit of the series (the
+    submodule added in the project with the series checked out), by its
+    patch-id or its subject, naming the first commit below it that is not one
+    of the series': the base to restore."""
+    subjects, known = file_subjects(s), set(file_patch_ids(s))
+
+    def in_series(commit):
+        subject = git(s.dir, "log", "-1", "--format=%s", commit)
+        return subject in subjects or bool(
+            set(commit_patch_ids(s, "-1", commit)) & known
+        )
+
+    if not in_series(base):
+        return
+    below = base
+    while below and in_series(below):
+        below = rev(s.dir, f"{below}^")
+    die(
+        f"the project's gitlink for {s.name}/ points at a commit of the series, "
+        f"not at the base. Restore it:\n"
+        f"    git update-index --cacheinfo 160000,{below},{s.name}"
+    )
 
 
 def ensure_checkout(s: Series) -> str:
