@@ -10,6 +10,10 @@
 #                       the run carries mlx-lm/, the mlx-lm series' cache tests
 #   device.sh bench     scripts/bench_speed_cuda.py
 #   device.sh prefill   scripts/bench_prefill.py --device gpu
+#   device.sh fixed     where a short turbo4 call's time goes (QSDPA_FIXED) for
+#                       each checker build carried in build/device/variants/
+#                       (e.g. check_base, check_new: one built from each tree),
+#                       in turn, twice; needs no MLX build
 #   device.sh first     one call for a fresh machine: setup; then, beside a
 #                       quick build, the kernels' check (checker compiled here
 #                       and carried as build/device/check_quantized_sdpa, as
@@ -202,6 +206,14 @@ case ${1:?step} in
     export PYTHONPATH=$ROOT/mlx/python
     unset MLX_CUDA_USE_CUDNN_SDPA
     $PY scripts/bench_prefill.py --device gpu --out "$OUT/prefill_cuda.md"
+    ;;
+  fixed)
+    for round in 1 2; do
+      for c in build/device/variants/check_*; do
+        echo "== $(basename "$c") round $round"
+        QSDPA_FIXED=1 timeout 60 "$c" || true
+      done
+    done 2>&1 | tee "$OUT/fixed_cost.txt"
     ;;
   first)
     t0=$(date +%s)
