@@ -46,8 +46,8 @@ def holds_series(s: Series, base: str) -> bool:
 
 
 def guard(s: Series, base: str):
-    """Refuse when applying would lose work or pin a commit of the series."""
-    core.refuse_gitlink_on_series(s, base)
+    """Refuse when applying would lose work (ensure_checkout has refused a
+    gitlink on a commit of the series)."""
     applied = core.rev(s.dir, s.applied_ref)
     gd = core.gitdir(s)
     if (gd / "rebase-apply").is_dir() or (gd / "rebase-merge").is_dir():

@@ -102,7 +102,6 @@ def check_patch(tree, name, bad):
 
 def check(s: Series, bad) -> int:
     base = core.ensure_checkout(s)
-    core.refuse_gitlink_on_series(s, base)
     names = core.entries(s)
     step(f"{s.name}: checking the {len(names)} patches of {s.rel_patches}series")
     check_files(s, names, bad)

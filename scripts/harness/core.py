@@ -258,12 +258,14 @@ def refuse_gitlink_on_series(s: Series, base: str):
 
 
 def ensure_checkout(s: Series) -> str:
-    """The pinned base, with the submodule checked out and holding it."""
+    """The pinned base, with the submodule checked out and holding it; dies
+    if the gitlink pins a commit of the series instead."""
     base = pinned_base(s)
     if not (checked_out(s) and git_ok(s.dir, "cat-file", "-e", f"{base}^{{commit}}")):
         from . import submodule
 
         submodule.checkout(s)
+    refuse_gitlink_on_series(s, base)
     return base
 
 
