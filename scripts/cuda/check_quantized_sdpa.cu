@@ -1003,7 +1003,7 @@ Errors check_prefill(
   int sms;
   CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
   auto plan = cu::quantized_sdpa_tile_plan(
-      p.batch, p.kv_heads, p.q_heads / p.kv_heads * p.q_len, p.k_len, sms);
+      D, p.batch, p.kv_heads, p.q_heads / p.kv_heads * p.q_len, p.k_len, sms);
   int blocks = plan.grid.blocks;
   int rows = int(n_rows);
   DeviceBuffer<T> dq(q);
@@ -1017,8 +1017,14 @@ Errors check_prefill(
   auto params = params_of(p, D, blocks, plan.grid.chunk_len);
   auto books = codebooks_of(kf, vf);
 
-  auto pass1 = cu::quantized_sdpa_tiled_pass1<T, D, KR, VR>;
-  size_t smem = cu::qsdpa_tile_smem(D);
+  // The kernel of the plan's row tiles a warp (the same arguments for each).
+  auto pass1 = cu::quantized_sdpa_tiled_pass1<T, D, 1, KR, VR>;
+  size_t smem = cu::qsdpa_tile_smem(D, 1);
+  cu::dispatch_tile_mtiles<D>(plan.mtiles, [&](auto mtiles) {
+    constexpr int M = decltype(mtiles)::value;
+    pass1 = cu::quantized_sdpa_tiled_pass1<T, D, M, KR, VR>;
+    smem = cu::qsdpa_tile_smem(D, M);
+  });
   CHECK(cudaFuncSetAttribute(
       pass1, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
   auto launch = [&]() {

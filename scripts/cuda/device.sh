@@ -14,11 +14,14 @@
 #                       each checker build carried in build/device/variants/
 #                       (e.g. check_base, check_new: one built from each tree),
 #                       in turn, twice; needs no MLX build
+#   device.sh tiled     the tiled kernel's times for each time-only checker
+#                       carried in build/device/prefill/ (time_*), twice
 #   device.sh first     one call for a fresh machine: setup; then, beside a
 #                       quick build, the kernels' check (checker compiled here
 #                       and carried as build/device/check_quantized_sdpa, as
-#                       are build/device/check_* of other trees) and a profile
-#                       of turbo4's decode; then the tests
+#                       are build/device/check_* of other trees), the fixed
+#                       and tiled steps and a profile of turbo4's decode; then
+#                       the tests
 # Outputs go to $OUT when it is set.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -139,8 +142,13 @@ case ${1:?step} in
     # package by the install step only: without them every JIT-compiled
     # kernel (gather, scatter, ...) failed in the tests that followed a
     # build, until a later call's 'refresh' installed them.
-    cmake --install build/cuda >/dev/null || echo "cmake --install failed" | tee -a "$OUT/build.log"
-    ls mlx/python/mlx/include/cccl 2>&1 | sed 's/^/JIT headers: /' | tee -a "$OUT/build.log"
+    # (On 2026-12-06 they were still missing after the harness's build and
+    # 'cmake --install build/cuda'; the next call's 'refresh', which builds
+    # the install target, put them there.)
+    cmake --build build/cuda --target install -j16 >/dev/null ||
+      echo "the install target failed" | tee -a "$OUT/build.log"
+    { ls -d mlx/python/mlx/include/cccl 2>&1 || true; } | sed 's/^/JIT headers: /' |
+      tee -a "$OUT/build.log"
     # Built so, libmlx.so still exports part of libstdc++'s exception
     # support and locales (__cxa_begin_catch, ...; not __cxa_throw), and
     # an MLX exception still crashed the process once numpy had loaded the
@@ -207,6 +215,16 @@ case ${1:?step} in
     unset MLX_CUDA_USE_CUDNN_SDPA
     $PY scripts/bench_prefill.py --device gpu --out "$OUT/prefill_cuda.md"
     ;;
+  tiled)
+    # The tiled kernel's times (checkers built with -DQSDPA_TIME_ONLY from
+    # trees that differ in it), in turn, twice.
+    for round in 1 2; do
+      for c in build/device/prefill/time_*; do
+        echo "== $(basename "$c") round $round"
+        timeout 60 "$c" || true
+      done
+    done 2>&1 | tee "$OUT/tiled_times.txt"
+    ;;
   fixed)
     for round in 1 2; do
       for c in build/device/variants/check_*; do
@@ -222,6 +240,8 @@ case ${1:?step} in
       for c in build/device/check_*; do
         timeout 240 "$c" >"$OUT/$(basename "$c").txt" 2>&1
       done
+      [ -d build/device/variants ] && bash "$ROOT/scripts/cuda/device.sh" fixed >/dev/null 2>&1
+      [ -d build/device/prefill ] && bash "$ROOT/scripts/cuda/device.sh" tiled >/dev/null 2>&1
       if command -v ncu >/dev/null; then
         QSDPA_PROFILE=turbo4 timeout 90 ncu --set full -k regex:mma_pass1 \
           --launch-skip 3 --launch-count 1 build/device/check_quantized_sdpa \
