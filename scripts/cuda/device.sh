@@ -94,6 +94,19 @@ preload_libstdcxx() {
   export LD_PRELOAD=$(readlink -f "$lib")
 }
 
+# Runs the given programs (builds of a kernel's variants) in turn, twice, so
+# that they are timed side by side; the output goes to $OUT/$1.
+side_by_side() {
+  local out=$1 round c
+  shift
+  for round in 1 2; do
+    for c in "$@"; do
+      echo "== $(basename "$c") round $round"
+      timeout 60 "$c" || true
+    done
+  done 2>&1 | tee "$OUT/$out"
+}
+
 case ${1:?step} in
   setup)
     mkdir -p build mlx $BLAS
@@ -217,21 +230,11 @@ case ${1:?step} in
     ;;
   tiled)
     # The tiled kernel's times (checkers built with -DQSDPA_TIME_ONLY from
-    # trees that differ in it), in turn, twice.
-    for round in 1 2; do
-      for c in build/device/prefill/time_*; do
-        echo "== $(basename "$c") round $round"
-        timeout 60 "$c" || true
-      done
-    done 2>&1 | tee "$OUT/tiled_times.txt"
+    # trees that differ in it).
+    side_by_side tiled_times.txt build/device/prefill/time_*
     ;;
   fixed)
-    for round in 1 2; do
-      for c in build/device/variants/check_*; do
-        echo "== $(basename "$c") round $round"
-        QSDPA_FIXED=1 timeout 60 "$c" || true
-      done
-    done 2>&1 | tee "$OUT/fixed_cost.txt"
+    QSDPA_FIXED=1 side_by_side fixed_cost.txt build/device/variants/check_*
     ;;
   first)
     t0=$(date +%s)
