@@ -20,7 +20,7 @@
 //                             QSDPA_CHECKS=64,128: those head dimensions;
 //                             QSDPA_CHECKS=smoke: a few cases)
 //   (built with -DQSDPA_TIME_ONLY: only the tiled kernel's times, quick to
-//   build)
+//   build; with QSDPA_DECODE=1, the decode times on tensor cores only)
 //   The checker needs only quantized_sdpa.cuh, steel/defines.cuh and
 //   turbo_codebooks.h of the MLX tree.
 
@@ -1310,9 +1310,63 @@ void time_fixed_cost(std::mt19937& rng, double copy_gbs) {
   }
 }
 
+// Copy bandwidth of the card, bytes read plus written.
+double copy_bandwidth() {
+  size_t n = size_t(1) << 30;
+  DeviceBuffer<char> a(n), b(n);
+  CHECK(cudaMemcpy(b.ptr, a.ptr, n, cudaMemcpyDeviceToDevice));
+  float copy_ms = median_ms(20, [&] {
+    CHECK(cudaMemcpy(b.ptr, a.ptr, n, cudaMemcpyDeviceToDevice));
+  });
+  double copy_gbs = 2.0 * n / 1e9 / (copy_ms / 1e3);
+  std::printf("copy bandwidth %.0f GB/s (read + write)\n", copy_gbs);
+  return copy_gbs;
+}
+
+// Decode times at 4K, 32K and 128K keys (B=1, 32 query and 8 KV heads,
+// D=128, one query) of every format on tensor cores, and on CUDA cores
+// unless mma_only.
+void time_decode(std::mt19937& rng, double copy_gbs, bool mma_only) {
+  std::printf("| L | K/V | us | GB read | GB/s | of copy |\n|---|---|---|---|---|---|\n");
+  for (int L : {4096, 32768, 131072}) {
+    Problem p{1, 32, 8, 1, L, 128};
+    auto time = [&](const char* name, auto kr, auto vr, const Format& kf,
+                    const Format& vf, bool mma = false) {
+      if (!mma && mma_only) {
+        return;
+      }
+      float ms;
+      double gb;
+      check_case<128, decltype(kr), decltype(vr)>(
+          p, kf, vf, rng, mma, &ms, 50, &gb);
+      std::printf(
+          "| %d | %s | %.1f | %.4f | %.0f | %.0f%% |\n", L, name, ms * 1e3, gb,
+          gb / (ms / 1e3), 100 * gb / (ms / 1e3) / copy_gbs);
+    };
+    time("turbo4 mma", cu::TurboRows<T, 4>{}, cu::TurboRows<T, 4>{}, turbo4, turbo4, true);
+    time("turbo4", cu::TurboRows<T, 4>{}, cu::TurboRows<T, 4>{}, turbo4, turbo4);
+    time("turbo3 mma", cu::TurboRows<T, 3>{}, cu::TurboRows<T, 3>{}, turbo3, turbo3, true);
+    time("turbo3", cu::TurboRows<T, 3>{}, cu::TurboRows<T, 3>{}, turbo3, turbo3);
+    time("K4V3 mma", cu::TurboRows<T, 4>{}, cu::TurboRows<T, 3>{}, turbo4, turbo3, true);
+    time("K4V3", cu::TurboRows<T, 4>{}, cu::TurboRows<T, 3>{}, turbo4, turbo3);
+    time("affine4 g64 mma", cu::AffineRows<T, 4, 64>{}, cu::AffineRows<T, 4, 64>{}, affine4, affine4, true);
+    time("affine4 g64", cu::AffineRows<T, 4, 64>{}, cu::AffineRows<T, 4, 64>{}, affine4, affine4);
+    time("affine8 g32 mma", cu::AffineRows<T, 8, 32>{}, cu::AffineRows<T, 8, 32>{}, affine8, affine8, true);
+    time("affine8 g32", cu::AffineRows<T, 8, 32>{}, cu::AffineRows<T, 8, 32>{}, affine8, affine8);
+    time("K8V4 mma", cu::AffineRows<T, 8, 64>{}, cu::TurboRows<T, 4>{}, affine8_64, turbo4, true);
+    time("K8V4", cu::AffineRows<T, 8, 64>{}, cu::TurboRows<T, 4>{}, affine8_64, turbo4);
+  }
+}
+
 #ifdef QSDPA_TIME_ONLY
 int main() {
   std::mt19937 rng(0);
+  if (std::getenv("QSDPA_DECODE")) {
+    double copy_gbs = copy_bandwidth();
+    time_decode(rng, copy_gbs, true);
+    time_fixed_cost(rng, copy_gbs);
+    return 0;
+  }
   time_prefill(rng);
   return 0;
 }
@@ -1380,18 +1434,6 @@ int main() {
     std::printf("%d checks failed\n", failures);
     return failures ? 1 : 0;
   }
-  // Copy bandwidth of the card, bytes read plus written.
-  auto copy_bandwidth = [] {
-    size_t n = size_t(1) << 30;
-    DeviceBuffer<char> a(n), b(n);
-    CHECK(cudaMemcpy(b.ptr, a.ptr, n, cudaMemcpyDeviceToDevice));
-    float copy_ms = median_ms(20, [&] {
-      CHECK(cudaMemcpy(b.ptr, a.ptr, n, cudaMemcpyDeviceToDevice));
-    });
-    double copy_gbs = 2.0 * n / 1e9 / (copy_ms / 1e3);
-    std::printf("copy bandwidth %.0f GB/s (read + write)\n", copy_gbs);
-    return copy_gbs;
-  };
   if (std::getenv("QSDPA_FIXED")) {
     // Where a short call's time goes only (time_fixed_cost), to compare
     // kernel variants side by side.
@@ -1404,33 +1446,7 @@ int main() {
       check_prefill_all<__half, 128>(rng) + check_prefill_all<__half, 256>(rng) +
       check_prefill_all<__nv_bfloat16, 128>(rng);
   double copy_gbs = copy_bandwidth();
-
-  std::printf("| L | K/V | us | GB read | GB/s | of copy |\n|---|---|---|---|---|---|\n");
-  for (int L : {4096, 32768, 131072}) {
-    Problem p{1, 32, 8, 1, L, 128};
-    auto time = [&](const char* name, auto kr, auto vr, const Format& kf,
-                    const Format& vf, bool mma = false) {
-      float ms;
-      double gb;
-      check_case<128, decltype(kr), decltype(vr)>(
-          p, kf, vf, rng, mma, &ms, 50, &gb);
-      std::printf(
-          "| %d | %s | %.1f | %.4f | %.0f | %.0f%% |\n", L, name, ms * 1e3, gb,
-          gb / (ms / 1e3), 100 * gb / (ms / 1e3) / copy_gbs);
-    };
-    time("turbo4 mma", cu::TurboRows<T, 4>{}, cu::TurboRows<T, 4>{}, turbo4, turbo4, true);
-    time("turbo4", cu::TurboRows<T, 4>{}, cu::TurboRows<T, 4>{}, turbo4, turbo4);
-    time("turbo3 mma", cu::TurboRows<T, 3>{}, cu::TurboRows<T, 3>{}, turbo3, turbo3, true);
-    time("turbo3", cu::TurboRows<T, 3>{}, cu::TurboRows<T, 3>{}, turbo3, turbo3);
-    time("K4V3 mma", cu::TurboRows<T, 4>{}, cu::TurboRows<T, 3>{}, turbo4, turbo3, true);
-    time("K4V3", cu::TurboRows<T, 4>{}, cu::TurboRows<T, 3>{}, turbo4, turbo3);
-    time("affine4 g64 mma", cu::AffineRows<T, 4, 64>{}, cu::AffineRows<T, 4, 64>{}, affine4, affine4, true);
-    time("affine4 g64", cu::AffineRows<T, 4, 64>{}, cu::AffineRows<T, 4, 64>{}, affine4, affine4);
-    time("affine8 g32 mma", cu::AffineRows<T, 8, 32>{}, cu::AffineRows<T, 8, 32>{}, affine8, affine8, true);
-    time("affine8 g32", cu::AffineRows<T, 8, 32>{}, cu::AffineRows<T, 8, 32>{}, affine8, affine8);
-    time("K8V4 mma", cu::AffineRows<T, 8, 64>{}, cu::TurboRows<T, 4>{}, affine8_64, turbo4, true);
-    time("K8V4", cu::AffineRows<T, 8, 64>{}, cu::TurboRows<T, 4>{}, affine8_64, turbo4);
-  }
+  time_decode(rng, copy_gbs, false);
   time_fixed_cost(rng, copy_gbs);
   std::printf("%d checks failed\n", failures);
   return failures ? 1 : 0;

@@ -10,16 +10,17 @@
 #                       the run carries mlx-lm/, the mlx-lm series' cache tests
 #   device.sh bench     scripts/bench_speed_cuda.py
 #   device.sh prefill   scripts/bench_prefill.py --device gpu
-#   device.sh fixed     where a short turbo4 call's time goes (QSDPA_FIXED) for
-#                       each checker build carried in build/device/variants/
-#                       (e.g. check_base, check_new: one built from each tree),
-#                       in turn, twice; needs no MLX build
+#   device.sh decode    the decode kernels' times and where a short turbo4
+#                       call's time goes (QSDPA_DECODE) for each time-only
+#                       checker carried in build/device/variants/ (time_*:
+#                       one built with -DQSDPA_TIME_ONLY from each tree), in
+#                       turn, twice; needs no MLX build
 #   device.sh tiled     the tiled kernel's times for each time-only checker
 #                       carried in build/device/prefill/ (time_*), twice
 #   device.sh first     one call for a fresh machine: setup; then, beside a
 #                       quick build, the kernels' check (checker compiled here
 #                       and carried as build/device/check_quantized_sdpa, as
-#                       are build/device/check_* of other trees), the fixed
+#                       are build/device/check_* of other trees), the decode
 #                       and tiled steps and a profile of turbo4's decode; then
 #                       the tests
 # Outputs go to $OUT when it is set.
@@ -233,8 +234,8 @@ case ${1:?step} in
     # trees that differ in it).
     side_by_side tiled_times.txt build/device/prefill/time_*
     ;;
-  fixed)
-    QSDPA_FIXED=1 side_by_side fixed_cost.txt build/device/variants/check_*
+  decode)
+    QSDPA_DECODE=1 side_by_side decode_times.txt build/device/variants/time_*
     ;;
   first)
     t0=$(date +%s)
@@ -243,7 +244,7 @@ case ${1:?step} in
       for c in build/device/check_*; do
         timeout 240 "$c" >"$OUT/$(basename "$c").txt" 2>&1
       done
-      [ -d build/device/variants ] && bash "$ROOT/scripts/cuda/device.sh" fixed >/dev/null 2>&1
+      [ -d build/device/variants ] && bash "$ROOT/scripts/cuda/device.sh" decode >/dev/null 2>&1
       [ -d build/device/prefill ] && bash "$ROOT/scripts/cuda/device.sh" tiled >/dev/null 2>&1
       if command -v ncu >/dev/null; then
         QSDPA_PROFILE=turbo4 timeout 90 ncu --set full -k regex:mma_pass1 \
