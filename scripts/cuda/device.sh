@@ -108,6 +108,15 @@ side_by_side() {
   done 2>&1 | tee "$OUT/$out"
 }
 
+# The CCCL headers that MLX's JIT includes, beside the package where it
+# looks for them (mlx/python/mlx/include/cccl), from build/deps.
+jit_headers() {
+  local dir=mlx/python/mlx/include/cccl
+  [ -d $dir/cuda ] && return 0
+  mkdir -p $dir
+  cp -r build/deps/cccl/include/cuda build/deps/cccl/include/nv $dir/
+}
+
 case ${1:?step} in
   setup)
     mkdir -p build mlx $BLAS
@@ -161,6 +170,9 @@ case ${1:?step} in
     # the install target, put them there.)
     cmake --build build/cuda --target install -j16 >/dev/null ||
       echo "the install target failed" | tee -a "$OUT/build.log"
+    # On 2026-12-06 (tenth session) they were missing after it too, on a
+    # fresh machine: they are copied from the sources the build used.
+    jit_headers
     { ls -d mlx/python/mlx/include/cccl 2>&1 || true; } | sed 's/^/JIT headers: /' |
       tee -a "$OUT/build.log"
     # Built so, libmlx.so still exports part of libstdc++'s exception
@@ -179,6 +191,7 @@ case ${1:?step} in
     sed -i 's/^  LTO$//' mlx/python/src/CMakeLists.txt
     LD_LIBRARY_PATH=/opt/cuda-libs/lib:$BLAS/lib cmake --build build/cuda --target install -j16 |
       grep -E 'rror|FAILED' || true
+    jit_headers
     ;;
   test)
     preload_libstdcxx

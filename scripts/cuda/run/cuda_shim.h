@@ -430,9 +430,6 @@ inline void and_b32(uint32_t& y, uint32_t x, uint32_t mask) {
   y = x & mask;
 }
 
-// A hint to bring a line into L2: nothing to do without caches.
-inline void prefetch_global_L2(const void*) {}
-
 inline void ld_shared_u32(uint32_t& y, uint32_t address) {
   std::memcpy(&y, cuda_run::shared_pointer(address, 4, 4), 4);
 }
