@@ -326,6 +326,40 @@ void check_cp_async() {
   check("cp.async groups", bad.empty(), bad);
 }
 
+// ld.global.nc.L1::no_allocate.v4.u32: 16 bytes of device memory into four
+// registers, the first at the lowest address.
+__global__ void load_streamed_kernel(const uint32_t* in, uint32_t* out) {
+  uint32_t x, y, z, w;
+  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+      : "=r"(x), "=r"(y), "=r"(z), "=r"(w)
+      : "l"(in + 4 * threadIdx.x));
+  out[4 * threadIdx.x] = x;
+  out[4 * threadIdx.x + 1] = y;
+  out[4 * threadIdx.x + 2] = z;
+  out[4 * threadIdx.x + 3] = w;
+}
+
+void check_load_streamed() {
+  std::vector<uint32_t> x(128);
+  for (int i = 0; i < 128; ++i) {
+    x[i] = 0x9e3779b9u * (i + 1);
+  }
+  uint32_t* in;
+  cudaMalloc(&in, x.size() * 4);
+  cudaMemcpy(in, x.data(), x.size() * 4, cudaMemcpyHostToDevice);
+  auto got = outputs<uint32_t>(x.size(), [&](uint32_t* out) {
+    load_streamed_kernel<<<1, 32>>>(in, out);
+  });
+  cudaFree(in);
+  std::string bad;
+  for (int i = 0; i < 128 && bad.empty(); ++i) {
+    if (got[i] != x[i]) {
+      bad = "word " + std::to_string(i);
+    }
+  }
+  check("ld.global.nc.L1::no_allocate.v4.u32", bad.empty(), bad);
+}
+
 // Misuses the executor must refuse.
 __global__ void local_as_shared_kernel(uint32_t* out) {
   uint32_t local[4] = {1, 2, 3, 4};
@@ -371,6 +405,7 @@ int main(int argc, char** argv) {
   check_ex2();
   check_shuffles();
   check_cp_async();
+  check_load_streamed();
   std::printf("%d checks failed\n", failures);
   return failures ? 1 : 0;
 }

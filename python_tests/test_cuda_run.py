@@ -159,9 +159,9 @@ def test_the_model_of_each_instruction_is_the_isas(tmp_path):
     p = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stdout + p.stderr
     names = ("mma m16n8k16 f16", "mma m16n8k16 bf16", "ldmatrix x4 trans")
-    for name in names + ("cp.async groups",):
+    for name in names + ("cp.async groups", "ld.global.nc.L1::no_allocate.v4.u32"):
         assert f"ok {name}\n" in p.stdout
-    assert p.stdout.count("ok ") == 8
+    assert p.stdout.count("ok ") == 9
 
 
 @needs_cuda_headers

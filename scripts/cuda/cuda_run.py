@@ -8,8 +8,9 @@ compiled as host C++ against run/cuda_shim.h and the fiber runtime of the
 Metal executor (scripts/metal/runtime/runtime.cpp):
 
 - each inline PTX statement `asm("opcode ..." : outputs : inputs)` becomes
-  `ptx::opcode(operands)` (dots as underscores, operands in the order the
-  instruction names them), which the shim emulates across the warp;
+  `ptx::opcode(operands)` (dots as underscores, "::" as "__", operands in
+  the order the instruction names them), which the shim emulates across the
+  warp;
 - `extern __shared__ T name[];` becomes a pointer to the block's dynamic
   shared memory, and each `__shared__` declaration is followed by a call
   that fills the variable with 0xff bytes (NaNs) once per block;
@@ -158,7 +159,7 @@ def rewrite_asm(text):
         if sorted(order) != list(range(len(operands))):
             raise RewriteError(f"operands of {template!r} not all named once")
         opcode = template.split()[0].rstrip(";")
-        name = "ptx::" + opcode.replace(".", "_")
+        name = "ptx::" + opcode.replace("::", "__").replace(".", "_")
         out.append(text[pos : m.start()])
         out.append(f"{name}({', '.join(operands[i] for i in order)})")
         pos = end

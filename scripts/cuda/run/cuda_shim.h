@@ -430,6 +430,22 @@ inline void and_b32(uint32_t& y, uint32_t x, uint32_t mask) {
   y = x & mask;
 }
 
+// A load of 16 bytes of device memory (which is host memory here) that
+// skips L1.
+inline void ld_global_nc_L1__no_allocate_v4_u32(
+    uint32_t& x,
+    uint32_t& y,
+    uint32_t& z,
+    uint32_t& w,
+    const void* p) {
+  uint32_t v[4];
+  std::memcpy(v, p, 16);
+  x = v[0];
+  y = v[1];
+  z = v[2];
+  w = v[3];
+}
+
 inline void ld_shared_u32(uint32_t& y, uint32_t address) {
   std::memcpy(&y, cuda_run::shared_pointer(address, 4, 4), 4);
 }
