@@ -1434,12 +1434,6 @@ int main() {
     std::printf("%d checks failed\n", failures);
     return failures ? 1 : 0;
   }
-  if (std::getenv("QSDPA_FIXED")) {
-    // Where a short call's time goes only (time_fixed_cost), to compare
-    // kernel variants side by side.
-    time_fixed_cost(rng, copy_bandwidth());
-    return 0;
-  }
   int failures = check_all_operands(rng);
   failures += check_all<64>(rng) + check_all<128>(rng) + check_all<256>(rng);
   failures += check_prefill_all<__half, 64>(rng) +

@@ -108,8 +108,8 @@ side_by_side() {
   done 2>&1 | tee "$OUT/$out"
 }
 
-# The CCCL headers that MLX's JIT includes, beside the package where it
-# looks for them (mlx/python/mlx/include/cccl), from build/deps.
+# The CCCL headers that MLX's JIT includes, copied from build/deps to
+# where it looks for them beside the package (mlx/python/mlx/include/cccl).
 jit_headers() {
   local dir=mlx/python/mlx/include/cccl
   [ -d $dir/cuda ] && return 0
@@ -161,17 +161,10 @@ case ${1:?step} in
       -DCUDNN_LIBRARY_PATH=$libs/lib -DCUDAToolkit_ROOT=/usr/local/cuda \
       -DCMAKE_CUDA_HOST_COMPILER=$CXX" \
       python3 scripts/harness build 2>&1 | tee "$OUT/build.log" | grep -E 'error|FAILED|built|^\[[0-9]+/' | tail -40
-    # The CCCL headers that MLX's JIT (NVRTC) includes are put beside the
-    # package by the install step only: without them every JIT-compiled
-    # kernel (gather, scatter, ...) failed in the tests that followed a
-    # build, until a later call's 'refresh' installed them.
-    # (On 2026-12-06 they were still missing after the harness's build and
-    # 'cmake --install build/cuda'; the next call's 'refresh', which builds
-    # the install target, put them there.)
-    cmake --build build/cuda --target install -j16 >/dev/null ||
-      echo "the install target failed" | tee -a "$OUT/build.log"
-    # On 2026-12-06 (tenth session) they were missing after it too, on a
-    # fresh machine: they are copied from the sources the build used.
+    # The CCCL headers that MLX's JIT (NVRTC) includes: without them every
+    # JIT-compiled kernel (gather, scatter, ...) failed in the tests that
+    # followed a build. Neither the harness's build nor the install target
+    # put them beside the package on a fresh machine (2026-12-06, twice).
     jit_headers
     { ls -d mlx/python/mlx/include/cccl 2>&1 || true; } | sed 's/^/JIT headers: /' |
       tee -a "$OUT/build.log"
