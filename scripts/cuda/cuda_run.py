@@ -32,6 +32,8 @@ build/cuda-run/ and redone when a source changes.
     cuda_run.py --dims smoke     a few cases of each kernel (seconds)
     cuda_run.py --results results/cuda_run.md   also a summary in Markdown
     cuda_run.py --tree DIR       the kernels of another MLX tree
+    cuda_run.py --checker FILE   another copy of the checker (with --tree: a
+                                 variant's launch)
     cuda_run.py --build-only     build only; print the executable's path
     CUDA_RUN_FILL=0x7b cuda_run.py    fill shared and device memory with
                                  0x7b bytes, not NaNs
@@ -374,6 +376,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tree", type=Path, default=ROOT / "mlx")
     ap.add_argument("--build-dir", type=Path, default=ROOT / "build" / "cuda-run")
+    ap.add_argument(
+        "--checker", type=Path, default=CHECKER, help="another copy of the checker"
+    )
     ap.add_argument("--build-only", action="store_true")
     ap.add_argument("--shim", type=Path, default=SHIM, help="another model")
     ap.add_argument(
@@ -394,7 +399,9 @@ def main():
     args.build_dir.mkdir(parents=True, exist_ok=True)
     start = time.time()
     tree = args.tree.resolve()
-    exe = build(tree, args.build_dir, args.shim.resolve(), args.opt)
+    exe = build(
+        tree, args.build_dir, args.shim.resolve(), args.opt, args.checker.resolve()
+    )
     if args.build_only:
         print(exe)
         return 0
