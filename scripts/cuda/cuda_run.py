@@ -217,7 +217,7 @@ def rewrite_launches(text):
     while (i := code.find("<<<", pos)) >= 0:
         start = max(code.rfind(c, pos, i) for c in ";{}") + 1
         kernel = text[start:i].strip()
-        if not re.fullmatch(r"[\w:<>, ]+", kernel):
+        if not re.fullmatch(r"[\w:<>, .]+", kernel):
             raise RewriteError(f"a launch of {kernel!r}: not a kernel's name")
         j = code.index(">>>", i)
         config = [c.strip() for c in _split_top(text[i + 3 : j], code[i + 3 : j], ",")]

@@ -14,7 +14,8 @@
 #                       call's time goes (QSDPA_DECODE) for each time-only
 #                       checker carried in build/device/variants/ (time_*:
 #                       one built with -DQSDPA_TIME_ONLY from each tree), in
-#                       turn, twice; needs no MLX build
+#                       turn, twice, and their turbo4 kernels' SASS; needs no
+#                       MLX build
 #   device.sh tiled     the tiled kernel's times for each time-only checker
 #                       carried in build/device/prefill/ (time_*), twice
 #   device.sh first     one call for a fresh machine: setup; then, beside a
@@ -94,6 +95,9 @@ preload_libstdcxx() {
   [ -f "$lib" ] || lib=/lib/x86_64-linux-gnu/libstdc++.so.6
   export LD_PRELOAD=$(readlink -f "$lib")
 }
+
+# The tensor-core pass 1 of turbo4 keys and values (D=128, float16), mangled.
+TURBO4_PASS1=_ZN3mlx4core2cu24quantized_sdpa_mma_pass1I6__halfLi128ENS1_9TurboRowsIS3_Li4EEES5_EEvPKT_T1_T2_PKbS8_PfSD_SD_NS1_19QuantizedSdpaParamsENS1_22QuantizedSdpaCodebooksE
 
 # Runs the given programs (builds of a kernel's variants) in turn, twice, so
 # that they are timed side by side; the output goes to $OUT/$1.
@@ -182,8 +186,12 @@ case ${1:?step} in
     quick_qmm
     # This machine's gcc has no lto-wrapper.
     sed -i 's/^  LTO$//' mlx/python/src/CMakeLists.txt
-    LD_LIBRARY_PATH=/opt/cuda-libs/lib:$BLAS/lib cmake --build build/cuda --target install -j16 |
-      grep -E 'rror|FAILED' || true
+    # Its log in $OUT: on 2026-12-06 two refreshes after a quick build cut
+    # short (215 of 249 steps) ran out of time without a word.
+    LD_LIBRARY_PATH=/opt/cuda-libs/lib:$BLAS/lib cmake --build build/cuda --target install -j16 \
+      >"$OUT/refresh.log" 2>&1 || true
+    grep -E 'rror|FAILED' "$OUT/refresh.log" | head -20 || true
+    grep -E '^\[[0-9]+/' "$OUT/refresh.log" | sed -n '1p;$p' || true
     jit_headers
     ;;
   test)
@@ -242,11 +250,21 @@ case ${1:?step} in
     ;;
   decode)
     QSDPA_DECODE=1 side_by_side decode_times.txt build/device/variants/time_*
+    # Each variant's turbo4 pass 1 as SASS, to count its instructions.
+    if command -v cuobjdump >/dev/null; then
+      for c in build/device/variants/time_*; do
+        cuobjdump -sass -fun "$TURBO4_PASS1" "$c" >"$OUT/sass_$(basename "$c").txt" 2>&1 || true
+      done
+    fi
     ;;
   first)
     t0=$(date +%s)
     bash "$ROOT/scripts/cuda/device.sh" setup >"$OUT/setup.txt" 2>&1
+    # Beside the build, at the lowest priority: the checkers' float64
+    # references take CPU time that the build needs (2026-12-06: the quick
+    # build got to 215 of its 249 steps in 480 s with them at full priority).
     (
+      renice -n 19 $BASHPID >/dev/null
       for c in build/device/check_*; do
         timeout 240 "$c" >"$OUT/$(basename "$c").txt" 2>&1
       done
