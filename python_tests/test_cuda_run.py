@@ -48,13 +48,15 @@ def test_launches_become_calls_and_shared_memory_is_filled_per_block():
     text = (
         "auto go = [&]() {\n"
         "  ns::kernel<T, D>\n      <<<dim3(a, b), 32, smem, stream>>>(x, f(y, z));\n"
-        "  k2<<<n, m>>>();\n}"
+        "  k2<<<n, m>>>();\n"
+        "  pass1.kernel<<<n, 64>>>(x);\n}"
     )
     assert cuda_run.rewrite_launches(text) == (
         "auto go = [&]() {\n"
         "  cuda_run::launch(dim3(dim3(a, b)), dim3(32), smem, ns::kernel<T, D>, "
         "x, f(y, z));\n"
-        "  cuda_run::launch(dim3(n), dim3(m), 0, k2);\n}"
+        "  cuda_run::launch(dim3(n), dim3(m), 0, k2);\n"
+        "  cuda_run::launch(dim3(n), dim3(64), 0, pass1.kernel, x);\n}"
     )
     shared = "__shared__ union {\n  float a[4]; int b;\n} smem;\nx = 1;"
     assert cuda_run.rewrite_shared(shared).endswith(
