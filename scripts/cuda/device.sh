@@ -19,11 +19,14 @@
 #   device.sh tiled     the tiled kernel's times for each time-only checker
 #                       carried in build/device/prefill/ (time_*), twice
 #   device.sh first     one call for a fresh machine: setup; then, beside a
-#                       quick build, the kernels' check (checker compiled here
-#                       and carried as build/device/check_quantized_sdpa, as
-#                       are build/device/check_* of other trees), the decode
-#                       and tiled steps and a profile of turbo4's decode; then
-#                       the tests and the benchmarks, as time allows
+#                       quick build, a profile of turbo4's decode, the decode
+#                       and tiled steps and the kernels' check (checker
+#                       compiled here and carried as
+#                       build/device/check_quantized_sdpa, as are
+#                       build/device/check_* of other trees); then the
+#                       benchmarks and the tests, as time allows. A later
+#                       call on the same (warm) machine: test or bench,
+#                       which refresh mlx/ first
 # Outputs go to $OUT when it is set.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -112,6 +115,15 @@ side_by_side() {
   done 2>&1 | tee "$OUT/$out"
 }
 
+# A new call finds mlx/ empty (a submodule's files do not travel), while a
+# machine still warm from an earlier call keeps build/cuda: a refresh unpacks
+# mlx/ and lets ninja relink it (10 s on 2026-12-06; without it, a bench on
+# such a machine ran no MLX row). For the steps that import MLX.
+ensure_mlx() {
+  ls mlx/python/mlx/core*.so >/dev/null 2>&1 ||
+    bash "$ROOT/scripts/cuda/device.sh" refresh >"$OUT/refresh_auto.txt" 2>&1 || true
+}
+
 # The CCCL headers that MLX's JIT includes, copied from build/deps to
 # where it looks for them beside the package (mlx/python/mlx/include/cccl).
 jit_headers() {
@@ -195,6 +207,7 @@ case ${1:?step} in
     jit_headers
     ;;
   test)
+    ensure_mlx
     preload_libstdcxx
     export LD_LIBRARY_PATH=/opt/cuda-libs/lib:$BLAS/lib:${LD_LIBRARY_PATH:-}
     # The tests compare float32 results with references at 1e-4 or so;
@@ -225,6 +238,7 @@ case ${1:?step} in
     fi
     ;;
   bench)
+    ensure_mlx
     preload_libstdcxx
     export LD_LIBRARY_PATH=/opt/cuda-libs/lib:$BLAS/lib:${LD_LIBRARY_PATH:-}
     # cuDNN's SDPA crashed on float16 decode on one machine: the script times
@@ -235,6 +249,7 @@ case ${1:?step} in
     $PY scripts/bench_speed_cuda.py --out "$OUT/speed_cuda.md"
     ;;
   prefill)
+    ensure_mlx
     preload_libstdcxx
     export LD_LIBRARY_PATH=/opt/cuda-libs/lib:$BLAS/lib:${LD_LIBRARY_PATH:-}
     # cuDNN on (MLX's default): the issue's baseline. Each group of rows runs
@@ -265,22 +280,38 @@ case ${1:?step} in
     # build got to 215 of its 249 steps in 480 s with them at full priority).
     (
       renice -n 19 $BASHPID >/dev/null
-      for c in build/device/check_*; do
-        timeout 240 "$c" >"$OUT/$(basename "$c").txt" 2>&1
-      done
-      [ -d build/device/variants ] && bash "$ROOT/scripts/cuda/device.sh" decode >/dev/null 2>&1
-      [ -d build/device/prefill ] && bash "$ROOT/scripts/cuda/device.sh" tiled >/dev/null 2>&1
+      # Each step may fail or be cut short without ending the others (set
+      # -e): on 2026-12-06 a checker that ran past its 240 s left no decode
+      # times and no profile. The profile and the variants go first, and the
+      # checkers get what is left of the build's time.
       if command -v ncu >/dev/null; then
         QSDPA_PROFILE=turbo4 timeout 90 ncu --set full -k regex:mma_pass1 \
           --launch-skip 3 --launch-count 1 build/device/check_quantized_sdpa \
-          >"$OUT/ncu_turbo4.txt" 2>&1
+          >"$OUT/ncu_turbo4.txt" 2>&1 || true
+        # What the warps wait on, reason by reason (the full set's text
+        # names only the first), in cycles per issued instruction.
+        QSDPA_PROFILE=turbo4 timeout 60 ncu -k regex:mma_pass1 --launch-skip 3 \
+          --launch-count 1 --metrics \
+          'regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio' \
+          build/device/check_quantized_sdpa >"$OUT/ncu_turbo4_stalls.txt" 2>&1 || true
       fi
+      if [ -d build/device/variants ]; then
+        bash "$ROOT/scripts/cuda/device.sh" decode >/dev/null 2>&1 || true
+      fi
+      if [ -d build/device/prefill ]; then
+        bash "$ROOT/scripts/cuda/device.sh" tiled >/dev/null 2>&1 || true
+      fi
+      for c in build/device/check_*; do
+        left=$((470 - $(date +%s) + t0))
+        timeout $((left > 60 ? left : 60)) "$c" >"$OUT/$(basename "$c").txt" 2>&1 || true
+      done
     ) &
     built=1
     QUICK_QMM=1 timeout 480 bash "$ROOT/scripts/cuda/device.sh" build || built=0
     wait
-    # Then as much of the tests and the benchmarks as the call has time for.
-    for step in test bench prefill; do
+    # Then as much of the benchmarks and the tests as the call has time for
+    # (the decode table first: on 2026-12-06 the tests took the rest).
+    for step in bench test prefill; do
       left=$((588 - $(date +%s) + t0))
       [ $built = 1 ] && [ $left -gt 30 ] || break
       timeout $left bash "$ROOT/scripts/cuda/device.sh" $step || true
