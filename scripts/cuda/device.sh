@@ -9,6 +9,8 @@
 #   device.sh test      the CUDA tests, upstream's quantized SDPA tests and, when
 #                       the run carries mlx-lm/, the mlx-lm series' cache tests
 #   device.sh bench     scripts/bench_speed_cuda.py
+#   device.sh overhead  scripts/cuda/mlx_overhead.py (an MLX decode call's time
+#                       beyond its kernels)
 #   device.sh prefill   scripts/bench_prefill.py --device gpu
 #   device.sh decode    the decode kernels' times and where a short turbo4
 #                       call's time goes (QSDPA_DECODE) for each time-only
@@ -24,7 +26,8 @@
 #                       compiled here and carried as
 #                       build/device/check_quantized_sdpa, as are
 #                       build/device/check_* of other trees); then the
-#                       benchmarks and the tests, as time allows. A later
+#                       benchmarks (bench, overhead) and the tests, as time
+#                       allows. A later
 #                       call on the same (warm) machine: test or bench,
 #                       which refresh mlx/ first
 # Outputs go to $OUT when it is set.
@@ -248,6 +251,13 @@ case ${1:?step} in
     export PYTHONPATH=$ROOT/mlx/python MLX_CUDA_USE_CUDNN_SDPA=0
     $PY scripts/bench_speed_cuda.py --out "$OUT/speed_cuda.md"
     ;;
+  overhead)
+    ensure_mlx
+    preload_libstdcxx
+    export LD_LIBRARY_PATH=/opt/cuda-libs/lib:$BLAS/lib:${LD_LIBRARY_PATH:-}
+    export PYTHONPATH=$ROOT/mlx/python MLX_CUDA_USE_CUDNN_SDPA=0
+    $PY scripts/cuda/mlx_overhead.py --out "$OUT/mlx_overhead.md"
+    ;;
   prefill)
     ensure_mlx
     preload_libstdcxx
@@ -311,7 +321,7 @@ case ${1:?step} in
     wait
     # Then as much of the benchmarks and the tests as the call has time for
     # (the decode table first: on 2026-12-06 the tests took the rest).
-    for step in bench test prefill; do
+    for step in bench overhead test prefill; do
       left=$((588 - $(date +%s) + t0))
       [ $built = 1 ] && [ $left -gt 30 ] || break
       timeout $left bash "$ROOT/scripts/cuda/device.sh" $step || true
