@@ -28,8 +28,14 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench_speed_cuda import CALLS, DIM, FORMATS, HEADS, KV_HEADS  # noqa: E402
-from bench_speed_cuda import median_per_call  # noqa: E402
+from bench_speed_cuda import (  # noqa: E402
+    CALLS,
+    DIM,
+    FORMATS,
+    HEADS,
+    KV_HEADS,
+    median_per_call,
+)
 
 WAYS = ("together", "together, one cache", "alone")
 
