@@ -27,9 +27,9 @@
 #                       build/device/check_quantized_sdpa, as are
 #                       build/device/check_* of other trees); then the
 #                       benchmarks (bench, overhead) and the tests, as time
-#                       allows. A later
-#                       call on the same (warm) machine: test or bench,
-#                       which refresh mlx/ first
+#                       allows. A later call on the same (warm) machine can
+#                       run test, bench, overhead or prefill alone: each
+#                       refreshes mlx/ first when the call finds it empty
 # Outputs go to $OUT when it is set.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
