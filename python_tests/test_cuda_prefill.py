@@ -1,12 +1,17 @@
-"""Quantized SDPA with many queries on a CUDA GPU: the tiled tensor-core
-kernel against float64 attention over the decoded cache, in every format
-pair the GPU kernels read, with GQA, batches, causal chunks at the end of the
-cache, boolean and additive masks and sinks; and that the kernel ran, not the
-fallback that dequantizes the whole cache. Skipped without a CUDA GPU (CI
-has none). The float64 reference, the masks and the inputs are the CPU
-tests', over this file's formats."""
+"""Quantized SDPA with many queries on a CUDA GPU against float64 attention
+over the decoded cache, in every format pair the GPU kernels read, with GQA,
+batches, causal chunks at the end of the cache, boolean and additive masks
+and sinks; and that the fallback, which dequantizes the whole cache, did not
+run. Two paths serve these calls: for 4096 query rows or more where cuDNN's
+SDPA takes the decoded keys (no mask array, head dims up to 128, cuDNN on),
+chunks of keys decoded into a scratch buffer and attended by cuDNN; else the
+tiled tensor-core kernel.
+scripts/cuda/device.sh runs this file with cuDNN off (the tiled kernel) and
+on. Skipped without a CUDA GPU (CI has none). The float64 reference, the
+masks and the inputs are the CPU tests', over this file's formats."""
 
 import itertools
+import os
 
 import mlx.core as mx
 import numpy as np
@@ -197,3 +202,83 @@ def test_kernel_ran():
     extra = mx.get_peak_memory() - before
     dequantized = 2 * B * Hkv * L_k * D * 2
     assert extra < dequantized // 4, (extra, dequantized)
+
+
+def cudnn_chunks():
+    # Whether calls without a mask array take cuDNN over decoded chunks.
+    off = ("MLX_CUDA_USE_CUDNN_SDPA", "MLX_CUDA_QUANTIZED_SDPA_CUDNN")
+    return all(os.environ.get(name, "1") != "0" for name in off)
+
+
+def reference_lse(q, k, scale, causal=False, sinks=None):
+    """The log-sum-exp of each row's scaled scores (and sink), in float64."""
+    q, k = (np.array(t.astype(mx.float32)).astype(np.float64) for t in (q, k))
+    k = np.repeat(k, q.shape[1] // k.shape[1], axis=1)
+    s = scale * q @ k.swapaxes(-1, -2)
+    L_q, L_k = s.shape[-2:]
+    if causal:
+        allowed = np.arange(L_q)[:, None] + L_k - L_q >= np.arange(L_k)
+        s = np.where(allowed, s, -np.inf)
+    if sinks is not None:
+        sk = np.array(sinks.astype(mx.float32)).astype(np.float64)
+        sk = np.broadcast_to(sk[None, :, None, None], s.shape[:-1] + (1,))
+        s = np.concatenate([sk, s], axis=-1)
+    m = s.max(-1, keepdims=True)
+    return m + np.log(np.exp(s - m).sum(-1, keepdims=True))
+
+
+# cuDNN over chunks of decoded keys takes calls of 4096 query rows or more
+# (here B=2 x 16 heads x 128 queries or more; 16 queries stay with the tiled
+# kernel). Its chunks hold 4096 keys or an eighth of the cache, and their
+# outputs are folded by their log-sum-exps: 4000 keys are one chunk, 8193
+# three of 2731, 9001 a first chunk of 2999 and two of 3001, 40000 eight of
+# 5000.
+@pytest.mark.parametrize(
+    "L_q,L_k,kf,vf,dtype",
+    [
+        (128, 4000, "turbo4", "turbo4", mx.float16),
+        (128, 9001, "turbo4", "turbo4", mx.float16),
+        (256, 12000, "turbo4", "turbo3", mx.float16),
+        (160, 8193, "affine4 g64", "affine4 g64", mx.bfloat16),
+        (16, 40000, "affine8 g32", "turbo4", mx.float16),
+    ],
+)
+@pytest.mark.parametrize("how", ["plain", "causal", "sinks"])
+def test_key_chunks(L_q, L_k, kf, vf, dtype, how):
+    q, k_parts, v_parts, k_hat, v_hat = case(
+        2, 16, 4, L_q, L_k, 128, kf, vf, dtype, seed=L_k
+    )
+    kwargs = dict(scale=0.1)
+    if how == "causal":
+        kwargs["causal"] = True
+    elif how == "sinks":
+        kwargs["sinks"] = (mx.random.normal((16,)) * 3).astype(dtype)
+    out, lse = attend(q, k_parts, v_parts, kf, vf, return_lse=True, **kwargs)
+    plain = attend(q, k_parts, v_parts, kf, vf, **kwargs)
+    assert mx.array_equal(out, plain).item()
+    check(out, reference(q, k_hat, v_hat, **kwargs), dtype)
+    expected = reference_lse(q, k_hat, **kwargs)
+    assert lse.shape == expected.shape and lse.dtype == mx.float32
+    np.testing.assert_allclose(np.array(lse), expected, atol=2e-2, rtol=0)
+
+
+@pytest.mark.skipif(not cudnn_chunks(), reason="cuDNN is off: the tiled kernel runs")
+def test_cudnn_chunks_ran():
+    # 128 queries (4096 rows) over 64K keys through cuDNN: a scratch of 8192
+    # decoded keys and values (an eighth of the cache: 32 MiB here), the
+    # folded output (2 MiB) and nothing the size of the cache (256 MiB in
+    # float16). The tiled kernel would hold its partials instead (about 17
+    # MiB here, for any number of keys).
+    B, Hq, Hkv, L_q, L_k, D = 1, 32, 8, 128, 65536, 128
+    q, k_parts, v_parts, k_hat, v_hat = case(
+        B, Hq, Hkv, L_q, L_k, D, "turbo4", "turbo4", mx.float16, seed=22
+    )
+    del k_hat, v_hat
+    mx.synchronize()
+    mx.reset_peak_memory()
+    before = mx.get_active_memory()
+    out = attend(q, k_parts, v_parts, "turbo4", "turbo4", scale=0.1, causal=True)
+    mx.eval(out)
+    extra = mx.get_peak_memory() - before
+    scratch = 2 * B * Hkv * (L_k // 8) * D * 2
+    assert scratch <= extra < scratch + 8 * 2**20, (extra, scratch)

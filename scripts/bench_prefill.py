@@ -9,7 +9,12 @@ gpu). For each cache length it runs:
 - the fused kernel: mx.fast.quantized_scaled_dot_product_attention over
   turbo4, turbo3 and affine 4-bit (group 64) caches (where a backend has no
   kernel for the shape, the call itself falls back: the graph column says
-  what MLX built);
+  what MLX built). On CUDA with cuDNN on, the call decodes the keys and
+  values a chunk at a time for cuDNN's SDPA;
+- on the GPU also "tiled": the same call with
+  MLX_CUDA_QUANTIZED_SDPA_CUDNN=0, which takes the tiled tensor-core kernel
+  instead of cuDNN (in a child process of its own, since MLX reads the
+  variable once);
 - the fallback, which dequantizes all of K and V (turbo, and every format on
   the GPU) or multiplies the packed cache (affine on the CPU) and attends
   with ordinary ops: the same call under mx.vjp, which is how training
@@ -62,6 +67,7 @@ FORMATS = {
 }
 SDPA = "sdpa (unquantized)"
 CUDNN = "MLX_CUDA_USE_CUDNN_SDPA"
+TILED = "MLX_CUDA_QUANTIZED_SDPA_CUDNN"
 MiB = 2**20
 # Substrings of the rows to run (--only); empty: all.
 ONLY = []
@@ -88,14 +94,19 @@ def measure(fn, rounds, slow):
 
 
 def groups_of(variants):
-    """The groups of rows, each run together: the unquantized SDPA and one per
-    format (only those that --only leaves)."""
-    names = [SDPA] + [f"{f} {v}" for f in FORMATS for v in variants]
-    return [
-        g
-        for g in [SDPA, *FORMATS]
-        if any(n.startswith(g) and selected(n) for n in names)
-    ]
+    """The groups of rows, each run together: the unquantized SDPA, one per
+    format, and one per format's tiled row, which needs a process with TILED=0
+    (only those with rows that --only leaves)."""
+
+    def rows(group):
+        if group == SDPA:
+            return [SDPA]
+        if group.endswith(" tiled"):
+            return [group] if "tiled" in variants else []
+        return [f"{group} {v}" for v in variants if v != "tiled"]
+
+    groups = [SDPA, *FORMATS, *(f"{f} tiled" for f in FORMATS)]
+    return [g for g in groups if any(selected(n) for n in rows(g))]
 
 
 def selected(name):
@@ -135,6 +146,7 @@ def bench(length, dtype, group, args, emit):
             k.nbytes + v.nbytes,
         )
         return
+    group, _, tiled = group.partition(" ")
     fmt = FORMATS[group]
     # On the GPU quantized on the CPU, as in bench_speed_cuda.py.
     stream = mx.cpu if args.device == "gpu" else None
@@ -161,6 +173,9 @@ def bench(length, dtype, group, args, emit):
         )
 
     cache = sum(a.nbytes for a in (*k_parts, *v_parts))
+    if tiled:
+        run(f"{group} tiled", lambda: attend(q), cache)
+        return
     run(f"{group} fused", lambda: attend(q), cache)
     run(
         f"{group} fallback",
@@ -191,7 +206,8 @@ def run_child(length, dtype, group, args, emit):
     cmd += ["--variants", *args.variants]
     if ONLY:
         cmd += ["--only", *ONLY]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    env = dict(os.environ, **({TILED: "0"} if group.endswith(" tiled") else {}))
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
     timer = threading.Timer(args.child_timeout, proc.kill)
     timer.start()
     try:
@@ -280,7 +296,10 @@ class Table:
                 + " (MLX's SDPA takes 512 queries only through cuDNN: sdpa kernel "
                 "means cuDNN, ops means the materialized scores); the caches were "
                 "quantized on the CPU; dequant+sdpa = mx.dequantize of K and V, "
-                "then mx.fast.scaled_dot_product_attention."
+                "then mx.fast.scaled_dot_product_attention; fused = the call as "
+                "MLX runs it (with cuDNN on: cuDNN over chunks of decoded keys and "
+                f"values), tiled = the same call with {TILED}=0 (the tiled "
+                "tensor-core kernel)."
             )
         lines += [
             "",
@@ -360,9 +379,9 @@ def main():
     parser.add_argument(
         "--variants",
         nargs="+",
-        choices=["fused", "fallback", "dequant+sdpa"],
-        help="rows of each format (default: fused fallback, and dequant+sdpa "
-        "on the GPU)",
+        choices=["fused", "tiled", "fallback", "dequant+sdpa"],
+        help="rows of each format (default: fused fallback, and tiled and "
+        "dequant+sdpa on the GPU; tiled needs --isolate)",
     )
     parser.add_argument(
         "--child-timeout",
@@ -378,10 +397,12 @@ def main():
     gpu = args.device == "gpu"
     args.dtypes = args.dtypes or (["float16"] if gpu else ["float32", "float16"])
     args.variants = args.variants or (
-        ["fused", "fallback"] + (["dequant+sdpa"] if gpu else [])
+        ["fused", "fallback"] + (["tiled", "dequant+sdpa"] if gpu else [])
     )
     args.out = args.out or Path(f"results/prefill_{'cuda' if gpu else 'cpu'}.md")
     args.isolate = gpu if args.isolate is None else args.isolate
+    if "tiled" in args.variants and not (gpu and args.isolate):
+        parser.error("the tiled rows run on the GPU, each in a child process")
     args.hangs = 0  # children killed by the timeout
     ONLY[:] = args.only
 

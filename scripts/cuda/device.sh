@@ -12,6 +12,8 @@
 #   device.sh overhead  scripts/cuda/mlx_overhead.py (an MLX decode call's time
 #                       beyond its kernels)
 #   device.sh prefill   scripts/bench_prefill.py --device gpu
+#   device.sh few       scripts/cuda/few_queries.py with cuDNN's chunks and
+#                       with the tiled kernel
 #   device.sh decode    the decode kernels' times and where a short turbo4
 #                       call's time goes (QSDPA_DECODE) for each time-only
 #                       checker carried in build/device/variants/ (time_*:
@@ -221,6 +223,14 @@ case ${1:?step} in
     $PY -m pytest -q -p no:cacheprovider --tb=short python_tests/test_cuda.py \
       python_tests/test_cuda_prefill.py >"$OUT/test_cuda_log.txt" 2>&1 || true
     tail -40 "$OUT/test_cuda_log.txt" | tee "$OUT/test_cuda.txt"
+    # With cuDNN on (MLX's default), calls of 4096 query rows or more
+    # without a mask array take cuDNN over chunks of decoded keys and values
+    # instead of the tiled kernel: the prefill tests and the log-sum-exp
+    # test again.
+    MLX_CUDA_USE_CUDNN_SDPA=1 $PY -m pytest -q -p no:cacheprovider --tb=short \
+      python_tests/test_cuda_prefill.py python_tests/test_cuda.py::test_log_sum_exp_from_the_kernels \
+      >"$OUT/test_cuda_cudnn_log.txt" 2>&1 || true
+    tail -25 "$OUT/test_cuda_cudnn_log.txt" | tee "$OUT/test_cuda_cudnn.txt"
     # Upstream's RMSNorm, which the series fixes for rows of two warps (the
     # cache's NaN below came from it).
     (cd mlx/python/tests && DEVICE=gpu $PY -m pytest -q -p no:cacheprovider \
@@ -267,6 +277,19 @@ case ${1:?step} in
     export PYTHONPATH=$ROOT/mlx/python
     unset MLX_CUDA_USE_CUDNN_SDPA
     $PY scripts/bench_prefill.py --device gpu --out "$OUT/prefill_cuda.md"
+    ;;
+  few)
+    # Quantized SDPA for 16-512 queries through MLX, cuDNN over decoded
+    # chunks against the tiled kernel (MLX_CUDA_QUANTIZED_SDPA_CUDNN=0),
+    # alternating, twice.
+    ensure_mlx
+    preload_libstdcxx
+    export LD_LIBRARY_PATH=/opt/cuda-libs/lib:$BLAS/lib:${LD_LIBRARY_PATH:-}
+    export PYTHONPATH=$ROOT/mlx/python
+    unset MLX_CUDA_USE_CUDNN_SDPA
+    for cudnn in 1 0 1 0; do
+      MLX_CUDA_QUANTIZED_SDPA_CUDNN=$cudnn timeout 60 $PY scripts/cuda/few_queries.py || true
+    done | tee "$OUT/few_queries.txt"
     ;;
   tiled)
     # The tiled kernel's times (checkers built with -DQSDPA_TIME_ONLY from
@@ -320,8 +343,9 @@ case ${1:?step} in
     QUICK_QMM=1 timeout 480 bash "$ROOT/scripts/cuda/device.sh" build || built=0
     wait
     # Then as much of the benchmarks and the tests as the call has time for
-    # (the decode table first: on 2026-12-06 the tests took the rest).
-    for step in bench overhead test prefill; do
+    # (the decode table first: on 2026-12-06 the tests took the rest), or
+    # the steps FIRST_STEPS names, in its order.
+    for step in ${FIRST_STEPS:-bench overhead test prefill}; do
       left=$((588 - $(date +%s) + t0))
       [ $built = 1 ] && [ $left -gt 30 ] || break
       timeout $left bash "$ROOT/scripts/cuda/device.sh" $step || true
