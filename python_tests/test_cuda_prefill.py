@@ -186,12 +186,10 @@ def test_sliced_cache():
     assert mx.array_equal(a, b).item()
 
 
-def test_kernel_ran():
-    # The fallback dequantizes all of K and V (here 134 MB in float16); the
-    # kernel allocates its output and the chunks' partials only.
-    B, Hq, Hkv, L_q, L_k, D = 1, 32, 8, 16, 32768, 128
+def extra_memory(B, Hq, Hkv, L_q, L_k, D, seed):
+    """The peak memory one causal turbo4 call adds, output included."""
     q, k_parts, v_parts, k_hat, v_hat = case(
-        B, Hq, Hkv, L_q, L_k, D, "turbo4", "turbo4", mx.float16, seed=21
+        B, Hq, Hkv, L_q, L_k, D, "turbo4", "turbo4", mx.float16, seed=seed
     )
     del k_hat, v_hat
     mx.synchronize()
@@ -199,7 +197,14 @@ def test_kernel_ran():
     before = mx.get_active_memory()
     out = attend(q, k_parts, v_parts, "turbo4", "turbo4", scale=0.1, causal=True)
     mx.eval(out)
-    extra = mx.get_peak_memory() - before
+    return mx.get_peak_memory() - before
+
+
+def test_kernel_ran():
+    # The fallback dequantizes all of K and V (here 134 MB in float16); the
+    # kernel allocates its output and the chunks' partials only.
+    B, Hq, Hkv, L_q, L_k, D = 1, 32, 8, 16, 32768, 128
+    extra = extra_memory(B, Hq, Hkv, L_q, L_k, D, seed=21)
     dequantized = 2 * B * Hkv * L_k * D * 2
     assert extra < dequantized // 4, (extra, dequantized)
 
@@ -270,15 +275,6 @@ def test_cudnn_chunks_ran():
     # float16). The tiled kernel would hold its partials instead (about 17
     # MiB here, for any number of keys).
     B, Hq, Hkv, L_q, L_k, D = 1, 32, 8, 128, 65536, 128
-    q, k_parts, v_parts, k_hat, v_hat = case(
-        B, Hq, Hkv, L_q, L_k, D, "turbo4", "turbo4", mx.float16, seed=22
-    )
-    del k_hat, v_hat
-    mx.synchronize()
-    mx.reset_peak_memory()
-    before = mx.get_active_memory()
-    out = attend(q, k_parts, v_parts, "turbo4", "turbo4", scale=0.1, causal=True)
-    mx.eval(out)
-    extra = mx.get_peak_memory() - before
+    extra = extra_memory(B, Hq, Hkv, L_q, L_k, D, seed=22)
     scratch = 2 * B * Hkv * (L_k // 8) * D * 2
     assert scratch <= extra < scratch + 8 * 2**20, (extra, scratch)

@@ -2,7 +2,9 @@
 // (mlx/backend/cuda/quantized_sdpa.cuh) on their own, without building MLX:
 // random packed keys and values, decoded on the host, against attention in
 // double precision; then decode times at long contexts. The tiled kernel for
-// many queries is checked the same way, in float16 and bfloat16. The
+// many queries is checked the same way, in float16 and bfloat16, and so are
+// the kernels of the path through cuDNN (decoding chunks of keys, folding
+// the chunks' outputs), with cuDNN's attention done on the host. The
 // tensor-core decoding kernel (turbo4, turbo3, turbo4 keys with turbo3
 // values) is checked on the device like the others, and its operands on the
 // host first (check_operands: which table entry each lane reads for each
@@ -838,6 +840,17 @@ float from_type(T x) {
   }
 }
 
+// A device buffer of T on the host, in float.
+template <typename T>
+std::vector<float> floats_of(const DeviceBuffer<T>& buffer) {
+  auto host = buffer.to_host();
+  std::vector<float> out(host.size());
+  for (size_t i = 0; i < host.size(); ++i) {
+    out[i] = from_type<T>(host[i]);
+  }
+  return out;
+}
+
 // What the prefill checks add to a problem: a boolean mask whose query 0
 // sees no key, an additive mask whose query 0 is -inf throughout (NaN out).
 struct Prefill {
@@ -1060,11 +1073,7 @@ Errors check_prefill(
     *time_ms = median_ms(reps, launch);
     return {};
   }
-  auto host = out.to_host();
-  std::vector<float> got(host.size());
-  for (size_t i = 0; i < host.size(); ++i) {
-    got[i] = from_type<T>(host[i]);
-  }
+  auto got = floats_of(out);
   std::vector<double> ref_lse;
   auto ref = reference_prefill(
       p,
@@ -1076,6 +1085,149 @@ Errors check_prefill(
       p.sinks ? &sinks_f : nullptr,
       ref_lse);
   return {rms_error(got, ref), lse_error(lse.to_host(), ref_lse)};
+}
+
+// The path of many queries through cuDNN (quantized_sdpa_decode_chunk and
+// quantized_sdpa_fold_chunk), with cuDNN's part done here in double: the
+// keys split into chunks (of `chunk` keys, or as quantized_sdpa_cudnn_chunk
+// splits them when 0), each decoded by the kernel and checked against the
+// host's decoding, attended over in double (causal in the last chunk only,
+// bottom-right, as cuDNN's mask), its output rounded to T and folded by the
+// kernel; the result against reference_prefill over all the keys.
+template <typename T, int D, typename KR, typename VR>
+Errors check_cudnn_chunks(
+    const Problem& p,
+    const Format& kf,
+    const Format& vf,
+    std::mt19937& rng,
+    int chunk = 0) {
+  constexpr bool bf16 = !std::is_same_v<T, __half>;
+  Side k(kf, p.kv_rows(), D, rng, true, bf16), v(vf, p.kv_rows(), D, rng, true, bf16);
+  std::normal_distribution<float> n(0, 1);
+  int rows = p.batch * p.q_heads * p.q_len;
+  std::vector<T> q(size_t(rows) * D), sinks;
+  std::vector<float> qf(q.size()), sinks_f;
+  for (size_t i = 0; i < q.size(); ++i) {
+    q[i] = to_type<T>(n(rng));
+    qf[i] = from_type<T>(q[i]);
+  }
+  if (p.sinks) {
+    for (int h = 0; h < p.q_heads; ++h) {
+      sinks.push_back(to_type<T>(3 * n(rng)));
+      sinks_f.push_back(from_type<T>(sinks.back()));
+    }
+  }
+  auto typed = [&](const std::vector<__half>& a,
+                   const std::vector<__nv_bfloat16>& b) {
+    if constexpr (bf16) {
+      return b;
+    } else {
+      return a;
+    }
+  };
+  DeviceBuffer<uint32_t> kw(k.w), vw(v.w);
+  DeviceBuffer<T> d_ks(typed(k.scales, k.scales_bf)),
+      d_kb(typed(k.biases, k.biases_bf)), d_vs(typed(v.scales, v.scales_bf)),
+      d_vb(typed(v.biases, v.biases_bf));
+  KR keys = rows_of_t<T, KR>(k, kw, d_ks, d_kb, p.kv_strides());
+  VR values = rows_of_t<T, VR>(v, vw, d_vs, d_vb, p.kv_strides());
+  auto books = codebooks_of(kf, vf);
+
+  int len = chunk ? chunk : cu::quantized_sdpa_cudnn_chunk(p.k_len, p.q_len, p.causal);
+  int n_chunks = (p.k_len + len - 1) / len;
+  size_t chunk_elems = size_t(p.batch) * p.kv_heads * len * D;
+  DeviceBuffer<T> k_chunk(chunk_elems), v_chunk(chunk_elems), out(size_t(rows) * D),
+      d_sinks(sinks);
+  DeviceBuffer<float> chunk_lse(rows), acc(size_t(rows) * D), acc_lse(rows),
+      lse(rows);
+  int gqa = p.q_heads / p.kv_heads;
+  double scale = 1.0 / std::sqrt(double(D));
+  double decode_error = 0;
+  for (int c = 0; c < n_chunks; ++c) {
+    int k1 = p.k_len - (n_chunks - 1 - c) * len;
+    int k0 = std::max(0, k1 - len);
+    int m = k1 - k0;
+    constexpr int parts = D / cu::qsdpa_elems;
+    cu::quantized_sdpa_decode_chunk<T, D, KR, VR>
+        <<<dim3((m * parts + 255) / 256, p.batch * p.kv_heads, 2), 256>>>(
+            keys, values, k_chunk.ptr, v_chunk.ptr, p.kv_heads, k0, m, books);
+    CHECK(cudaGetLastError());
+    CHECK(cudaDeviceSynchronize());
+    auto kc = k_chunk.to_host();
+    auto vc = v_chunk.to_host();
+    // The decoded rows against the host's, and cuDNN's attention over them.
+    std::vector<double> got, want;
+    std::vector<T> o(size_t(rows) * D);
+    std::vector<float> o_lse(rows);
+    bool causal = p.causal && c == n_chunks - 1;
+    for (int b = 0; b < p.batch; ++b) {
+      for (int hk = 0; hk < p.kv_heads; ++hk) {
+        size_t base = (size_t(b) * p.kv_heads + hk) * m * D;
+        int64_t row0 = p.kv_row0(b, hk) + k0;
+        for (int j = 0; j < m * D; ++j) {
+          for (auto [x, side] : {std::pair{&kc, &k}, std::pair{&vc, &v}}) {
+            got.push_back(from_type<T>((*x)[base + j]));
+            want.push_back(side->decoded[row0 * D + j]);
+          }
+        }
+        for (int h = hk * gqa; h < (hk + 1) * gqa; ++h) {
+          for (int i = 0; i < p.q_len; ++i) {
+            int64_t row = (int64_t(b) * p.q_heads + h) * p.q_len + i;
+            std::vector<double> s(m);
+            double mx = -INFINITY;
+            int seen = causal ? m - p.q_len + i + 1 : m;
+            for (int j = 0; j < seen; ++j) {
+              double dot = 0;
+              for (int e = 0; e < D; ++e) {
+                dot += double(qf[row * D + e]) * from_type<T>(kc[base + j * D + e]);
+              }
+              s[j] = dot * scale;
+              mx = std::max(mx, s[j]);
+            }
+            double sum = 0;
+            for (int j = 0; j < seen; ++j) {
+              s[j] = std::exp(s[j] - mx);
+              sum += s[j];
+            }
+            o_lse[row] = float(mx + std::log(sum));
+            for (int e = 0; e < D; ++e) {
+              double x = 0;
+              for (int j = 0; j < seen; ++j) {
+                x += s[j] * from_type<T>(vc[base + j * D + e]);
+              }
+              o[row * D + e] = to_type<T>(float(x / sum));
+            }
+          }
+        }
+      }
+    }
+    decode_error = std::max(decode_error, rms_error(got, want));
+    CHECK(cudaMemcpy(out.ptr, o.data(), o.size() * sizeof(T), cudaMemcpyHostToDevice));
+    CHECK(cudaMemcpy(
+        chunk_lse.ptr, o_lse.data(), rows * sizeof(float), cudaMemcpyHostToDevice));
+    constexpr int warps = 8;
+    cu::quantized_sdpa_fold_chunk<T, D><<<(rows + warps - 1) / warps, 32 * warps>>>(
+        out.ptr,
+        chunk_lse.ptr,
+        acc.ptr,
+        acc_lse.ptr,
+        p.sinks ? d_sinks.ptr : nullptr,
+        out.ptr,
+        lse.ptr,
+        rows,
+        p.q_heads,
+        p.q_len,
+        c == 0,
+        c == n_chunks - 1);
+    CHECK(cudaGetLastError());
+    CHECK(cudaDeviceSynchronize());
+  }
+  std::vector<double> ref_lse;
+  auto ref = reference_prefill(
+      p, qf, k, v, nullptr, nullptr, p.sinks ? &sinks_f : nullptr, ref_lse);
+  return {
+      std::max(rms_error(floats_of(out), ref), decode_error),
+      lse_error(lse.to_host(), ref_lse)};
 }
 
 template <typename T, int D>
@@ -1170,6 +1322,25 @@ int check_prefill_all(std::mt19937& rng) {
   report("sliced", turbo4, turbo4, sl, check_prefill<T, D, R4, R4>(sl, turbo4, turbo4, rng));
   sl.p.kv_broadcast = true;
   report("bcast", affine4, turbo3, sl, check_prefill<T, D, A4, R3>(sl, affine4, turbo3, rng));
+  // cuDNN's chunks (head dims up to 128): chunks of 64 keys (the first of
+  // 45), causal, sinks, a sliced cache and a broadcast batch; and the split
+  // eval_gpu uses, 8193 keys in three chunks.
+  if constexpr (D <= 128) {
+    Problem ch{2, 8, 2, 33, 301, D};
+    ch.causal = true;
+    report("cudnn", turbo4, turbo4, {ch}, check_cudnn_chunks<T, D, R4, R4>(ch, turbo4, turbo4, rng, 64));
+    ch.sinks = true;
+    report("cudnn+sink", affine8, turbo3, {ch}, check_cudnn_chunks<T, D, A8, R3>(ch, affine8, turbo3, rng, 64));
+    ch.causal = false;
+    ch.k_alloc = 320;
+    report("cudnn slice", affine4, affine4, {ch}, check_cudnn_chunks<T, D, A4, A4>(ch, affine4, affine4, rng, 64));
+    ch.kv_broadcast = true;
+    report("cudnn bcast", turbo3, turbo3, {ch}, check_cudnn_chunks<T, D, R3, R3>(ch, turbo3, turbo3, rng, 64));
+    Problem plan{1, 4, 2, 20, 8193, D};
+    plan.causal = true;
+    plan.sinks = true;
+    report("cudnn plan", turbo4, turbo3, {plan}, check_cudnn_chunks<T, D, R4, R3>(plan, turbo4, turbo3, rng));
+  }
   return failures;
 }
 
@@ -1277,6 +1448,12 @@ int check_smoke(std::mt19937& rng) {
   b.p.bool_mask = true;
   b.empty_row = true;
   report("tiled bf16", b.p, check_prefill<__nv_bfloat16, D, B8, B4>(b, affine8, turbo4, rng), true);
+  // cuDNN's chunks, with cuDNN's part on the host: 5 chunks, causal, sinks.
+  Problem ch{1, 8, 2, 33, 301, D};
+  ch.causal = true;
+  ch.sinks = true;
+  report("cudnn chunks", ch, check_cudnn_chunks<__half, D, R4, R3>(ch, turbo4, turbo3, rng, 64), false);
+  report("cudnn bf16", ch, check_cudnn_chunks<__nv_bfloat16, D, B8, B4>(ch, affine8, turbo4, rng, 64), true);
   return failures;
 }
 

@@ -19,8 +19,10 @@ Metal executor (scripts/metal/runtime/runtime.cpp):
 
 The checker then runs its checks (QSDPA_CHECKS: no timing) against its
 float64 references: the tensor-core and CUDA-core decoding kernels for every
-format, the tiled kernel for many queries. A pass means: executed under a
-CPU executor of the CUDA code, within the checker's tolerance. It proves the
+format, the tiled kernel for many queries, and the kernels that decode and
+fold the chunks of keys cuDNN attends to (cuDNN's part on the host). A pass
+means: executed under a CPU executor of the CUDA code, within the checker's
+tolerance. It proves the
 kernels' arithmetic and lane bookkeeping, not their speed, nor what the
 shim does not model (see its header). The build is cached under
 build/cuda-run/ and redone when a source changes.

@@ -129,6 +129,17 @@ ensure_mlx() {
     bash "$ROOT/scripts/cuda/device.sh" refresh >"$OUT/refresh_auto.txt" 2>&1 || true
 }
 
+# What a step that imports the built MLX needs: the build (refreshed if
+# this call found mlx/ empty), the system's libstdc++ preloaded (see
+# preload_libstdcxx), the CUDA libraries and the BLAS on the library path,
+# and the package on the Python path.
+mlx_env() {
+  ensure_mlx
+  preload_libstdcxx
+  export LD_LIBRARY_PATH=/opt/cuda-libs/lib:$BLAS/lib:${LD_LIBRARY_PATH:-}
+  export PYTHONPATH=$ROOT/mlx/python
+}
+
 # The CCCL headers that MLX's JIT includes, copied from build/deps to
 # where it looks for them beside the package (mlx/python/mlx/include/cccl).
 jit_headers() {
@@ -212,12 +223,10 @@ case ${1:?step} in
     jit_headers
     ;;
   test)
-    ensure_mlx
-    preload_libstdcxx
-    export LD_LIBRARY_PATH=/opt/cuda-libs/lib:$BLAS/lib:${LD_LIBRARY_PATH:-}
+    mlx_env
     # The tests compare float32 results with references at 1e-4 or so;
     # matmuls in TF32 (MLX's default on CUDA) are good to about 1e-3.
-    export PYTHONPATH=$ROOT/mlx/python MLX_CUDA_USE_CUDNN_SDPA=0 MLX_ENABLE_TF32=0
+    export MLX_CUDA_USE_CUDNN_SDPA=0 MLX_ENABLE_TF32=0
     # The whole log, whose assertion lines tell what the first run after a
     # build failed (results/cuda_gpu_tests_h100.txt, 1), and its tail.
     $PY -m pytest -q -p no:cacheprovider --tb=short python_tests/test_cuda.py \
@@ -251,30 +260,23 @@ case ${1:?step} in
     fi
     ;;
   bench)
-    ensure_mlx
-    preload_libstdcxx
-    export LD_LIBRARY_PATH=/opt/cuda-libs/lib:$BLAS/lib:${LD_LIBRARY_PATH:-}
+    mlx_env
     # cuDNN's SDPA crashed on float16 decode on one machine: the script times
     # MLX's float16 SDPA with cuDNN on and off in processes of their own; the
     # quantized rows (whose fallback attends through MLX's SDPA) run with it
     # off.
-    export PYTHONPATH=$ROOT/mlx/python MLX_CUDA_USE_CUDNN_SDPA=0
+    export MLX_CUDA_USE_CUDNN_SDPA=0
     $PY scripts/bench_speed_cuda.py --out "$OUT/speed_cuda.md"
     ;;
   overhead)
-    ensure_mlx
-    preload_libstdcxx
-    export LD_LIBRARY_PATH=/opt/cuda-libs/lib:$BLAS/lib:${LD_LIBRARY_PATH:-}
-    export PYTHONPATH=$ROOT/mlx/python MLX_CUDA_USE_CUDNN_SDPA=0
+    mlx_env
+    export MLX_CUDA_USE_CUDNN_SDPA=0
     $PY scripts/cuda/mlx_overhead.py --out "$OUT/mlx_overhead.md"
     ;;
   prefill)
-    ensure_mlx
-    preload_libstdcxx
-    export LD_LIBRARY_PATH=/opt/cuda-libs/lib:$BLAS/lib:${LD_LIBRARY_PATH:-}
+    mlx_env
     # cuDNN on (MLX's default): the baseline. Each group of rows runs
     # in a process of its own, so a cuDNN crash costs only that group.
-    export PYTHONPATH=$ROOT/mlx/python
     unset MLX_CUDA_USE_CUDNN_SDPA
     $PY scripts/bench_prefill.py --device gpu --out "$OUT/prefill_cuda.md"
     ;;
@@ -282,10 +284,7 @@ case ${1:?step} in
     # Quantized SDPA for 16-512 queries through MLX, cuDNN over decoded
     # chunks against the tiled kernel (MLX_CUDA_QUANTIZED_SDPA_CUDNN=0),
     # alternating, twice.
-    ensure_mlx
-    preload_libstdcxx
-    export LD_LIBRARY_PATH=/opt/cuda-libs/lib:$BLAS/lib:${LD_LIBRARY_PATH:-}
-    export PYTHONPATH=$ROOT/mlx/python
+    mlx_env
     unset MLX_CUDA_USE_CUDNN_SDPA
     for cudnn in 1 0 1 0; do
       MLX_CUDA_QUANTIZED_SDPA_CUDNN=$cudnn timeout 60 $PY scripts/cuda/few_queries.py || true
