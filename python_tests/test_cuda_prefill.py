@@ -17,7 +17,8 @@ import mlx.core as mx
 import numpy as np
 import pytest
 import test_quantized_prefill as cpu_tests
-from test_quantized_prefill import masks, reference
+from test_cuda import scores64
+from test_quantized_prefill import extra_peak, masks, reference
 
 pytestmark = pytest.mark.skipif(not mx.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -192,12 +193,10 @@ def extra_memory(B, Hq, Hkv, L_q, L_k, D, seed):
         B, Hq, Hkv, L_q, L_k, D, "turbo4", "turbo4", mx.float16, seed=seed
     )
     del k_hat, v_hat
-    mx.synchronize()
-    mx.reset_peak_memory()
-    before = mx.get_active_memory()
-    out = attend(q, k_parts, v_parts, "turbo4", "turbo4", scale=0.1, causal=True)
-    mx.eval(out)
-    return mx.get_peak_memory() - before
+    extra, _ = extra_peak(
+        lambda: attend(q, k_parts, v_parts, "turbo4", "turbo4", scale=0.1, causal=True)
+    )
+    return extra
 
 
 def test_kernel_ran():
@@ -217,17 +216,7 @@ def cudnn_chunks():
 
 def reference_lse(q, k, scale, causal=False, sinks=None):
     """The log-sum-exp of each row's scaled scores (and sink), in float64."""
-    q, k = (np.array(t.astype(mx.float32)).astype(np.float64) for t in (q, k))
-    k = np.repeat(k, q.shape[1] // k.shape[1], axis=1)
-    s = scale * q @ k.swapaxes(-1, -2)
-    L_q, L_k = s.shape[-2:]
-    if causal:
-        allowed = np.arange(L_q)[:, None] + L_k - L_q >= np.arange(L_k)
-        s = np.where(allowed, s, -np.inf)
-    if sinks is not None:
-        sk = np.array(sinks.astype(mx.float32)).astype(np.float64)
-        sk = np.broadcast_to(sk[None, :, None, None], s.shape[:-1] + (1,))
-        s = np.concatenate([sk, s], axis=-1)
+    s = scores64(q, k, scale, causal=causal, sinks=sinks)
     m = s.max(-1, keepdims=True)
     return m + np.log(np.exp(s - m).sum(-1, keepdims=True))
 
