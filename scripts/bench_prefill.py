@@ -31,7 +31,10 @@ before it) minus the memory that was in use before it: the call's output and
 temporaries. It counts what MLX's allocator hands out; the CPU kernel's own
 per-task buffers (a few hundred KiB a thread) are outside it. Time is the
 median wall time of a few runs after a warm-up (one run when a call takes
-longer than --slow seconds).
+longer than --slow seconds). On the GPU each row is also timed as a model's
+layers issue it: --together calls (10) issued before one mx.eval, the median
+wall time of a few such rounds divided by their number, so that MLX's work
+on the host for one call overlaps the GPU's for another ("ms, 10 together").
 
 On the GPU (or with --isolate) each format's rows, and the unquantized SDPA,
 run in a child process of their own, so that a crash (cuDNN's SDPA crashed
@@ -93,6 +96,19 @@ def measure(fn, rounds, slow):
     return statistics.median(times), extra
 
 
+def measure_together(fn, calls, rounds):
+    """Median seconds per call of `calls` calls of fn issued before one
+    mx.eval, over `rounds` rounds after a warm-up round."""
+    times = []
+    for i in range(rounds + 1):
+        mx.synchronize()
+        t = time.perf_counter()
+        mx.eval([fn() for _ in range(calls)])
+        if i > 0:
+            times.append((time.perf_counter() - t) / calls)
+    return statistics.median(times)
+
+
 def groups_of(variants):
     """The groups of rows, each run together: the unquantized SDPA, one per
     format, and one per format's tiled row, which needs a process with TILED=0
@@ -132,6 +148,8 @@ def bench(length, dtype, group, args, emit):
         try:
             graph = graph_of(fn())
             seconds, extra = measure(fn, args.rounds, args.slow)
+            if args.together:
+                row["together"] = measure_together(fn, args.together, args.rounds)
         except Exception as e:
             emit(dict(row, error=f"{type(e).__name__}: {e}"))
             return
@@ -203,7 +221,7 @@ def run_child(length, dtype, group, args, emit):
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child"]
     cmd += ["--device", args.device, "--lengths", str(length), "--dtypes", dtype]
     cmd += ["--group", group, "--rounds", str(args.rounds), "--slow", str(args.slow)]
-    cmd += ["--variants", *args.variants]
+    cmd += ["--variants", *args.variants, "--together", str(args.together)]
     if ONLY:
         cmd += ["--only", *ONLY]
     env = dict(os.environ, **({TILED: "0"} if group.endswith(" tiled") else {}))
@@ -237,6 +255,10 @@ def run_child(length, dtype, group, args, emit):
         )
 
 
+def milliseconds(seconds):
+    return f"{seconds * 1e3:.2f}" if seconds < 0.1 else f"{seconds * 1e3:.0f}"
+
+
 class Table:
     def __init__(self, args):
         self.args = args
@@ -252,10 +274,12 @@ class Table:
         elif kind == "row":
             self.rows.append(message)
             what = (
-                f"{message['seconds'] * 1e3:.1f} ms, {message['extra'] / MiB:.1f} MiB"
+                f"{message['seconds'] * 1e3:.2f} ms, {message['extra'] / MiB:.1f} MiB"
                 if "seconds" in message
                 else message["error"]
             )
+            if "together" in message:
+                what += f", {message['together'] * 1e3:.2f} ms together"
             print(
                 f"  L={message['length']} {message['dtype']} {message['name']}: {what}",
                 flush=True,
@@ -289,6 +313,14 @@ class Table:
             "same dtype; graph: what MLX built for the call (qsdpa kernel, sdpa "
             "kernel or ops).",
         ]
+        if a.together:
+            lines.append(
+                f"ms, {a.together} together: the median wall time of "
+                f"{a.together} calls issued before one mx.eval, per call (as a "
+                "model's layers issue them: MLX's host work for one call overlaps "
+                "the GPU's for another); x vs sdpa, together: the same against "
+                "the unquantized SDPA's."
+            )
         if gpu:
             lines.append(
                 "On the GPU: "
@@ -301,11 +333,14 @@ class Table:
                 f"values), tiled = the same call with {TILED}=0 (the tiled "
                 "tensor-core kernel)."
             )
+        together = f"ms, {a.together} together | x vs sdpa, together | "
+        together = together if a.together else ""
         lines += [
             "",
-            "| L | dtype | path | ms | x vs fallback | x vs sdpa | extra MiB "
-            "| extra / fp16 K/V | cache MiB | graph |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            f"| L | dtype | path | ms | x vs fallback | x vs sdpa | {together}"
+            "extra MiB | extra / fp16 K/V | cache MiB | graph |",
+            "|---|---|---|---|---|---|---|---|---|---|"
+            + ("---|---|" if a.together else ""),
         ]
         errors = []
         times = {
@@ -313,13 +348,18 @@ class Table:
             for r in self.rows
             if "seconds" in r
         }
+        times_together = {
+            (r["length"], r["dtype"], r["name"]): r["together"]
+            for r in self.rows
+            if "together" in r
+        }
         for r in self.rows:
             length, dtype, name = r["length"], r["dtype"], r["name"]
             if "seconds" not in r:
                 errors.append(f"L={length} {dtype} {name}: {r['error'][:400]}")
                 continue
             t, fp16_kv = r["seconds"], 2 * KV_HEADS * length * DIM * 2
-            ms = f"{t * 1e3:.2f}" if t < 0.1 else f"{t * 1e3:.0f}"
+            ms = milliseconds(t)
             vs_fallback = vs_sdpa = ""
             if name != SDPA:
                 group = name.split()[0]
@@ -335,6 +375,12 @@ class Table:
                     vs_fallback = f"{min(fallbacks) / t:.2f}"
                 if (length, dtype, SDPA) in times:
                     vs_sdpa = f"{times[(length, dtype, SDPA)] / t:.2f}"
+            if a.together:
+                t_sdpa = times_together.get((length, dtype, SDPA))
+                t = r.get("together")
+                vs = f"{t_sdpa / t:.2f}" if t and t_sdpa and name != SDPA else ""
+                ms_together = milliseconds(t) if t else ""
+                vs_sdpa += f" | {ms_together} | {vs}"
             lines.append(
                 f"| {length} | {dtype} | {name} | {ms} | {vs_fallback} "
                 f"| {vs_sdpa} | {r['extra'] / MiB:.1f} | {r['extra'] / fp16_kv:.3f} "
@@ -363,6 +409,12 @@ def main():
     )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--slow", type=float, default=10.0)
+    parser.add_argument(
+        "--together",
+        type=int,
+        help="also time this many calls issued before one mx.eval "
+        "(default: 10 on the GPU, 0 (not) on the CPU)",
+    )
     parser.add_argument(
         "--only", nargs="*", default=[], help="run only variants naming these"
     )
@@ -399,6 +451,8 @@ def main():
     args.variants = args.variants or (
         ["fused", "fallback"] + (["tiled", "dequant+sdpa"] if gpu else [])
     )
+    if args.together is None:
+        args.together = 10 if gpu else 0
     args.out = args.out or Path(f"results/prefill_{'cuda' if gpu else 'cpu'}.md")
     args.isolate = gpu if args.isolate is None else args.isolate
     if "tiled" in args.variants and not (gpu and args.isolate):

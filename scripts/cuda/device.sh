@@ -14,6 +14,9 @@
 #   device.sh prefill   scripts/bench_prefill.py --device gpu
 #   device.sh few       scripts/cuda/few_queries.py with cuDNN's chunks and
 #                       with the tiled kernel
+#   device.sh kernels   scripts/cuda/prefill_kernels.py: each kernel of a
+#                       512 x 32K prefill chunk under ncu (float16 SDPA,
+#                       turbo4's call, dequant+sdpa)
 #   device.sh decode    the decode kernels' times and where a short turbo4
 #                       call's time goes (QSDPA_DECODE) for each time-only
 #                       checker carried in build/device/variants/ (time_*:
@@ -289,6 +292,11 @@ case ${1:?step} in
     for cudnn in 1 0 1 0; do
       MLX_CUDA_QUANTIZED_SDPA_CUDNN=$cudnn timeout 60 $PY scripts/cuda/few_queries.py || true
     done | tee "$OUT/few_queries.txt"
+    ;;
+  kernels)
+    mlx_env
+    unset MLX_CUDA_USE_CUDNN_SDPA
+    timeout 200 $PY scripts/cuda/prefill_kernels.py --out "$OUT/prefill_kernels.md"
     ;;
   tiled)
     # The tiled kernel's times (checkers built with -DQSDPA_TIME_ONLY from
