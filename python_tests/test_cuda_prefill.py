@@ -223,10 +223,11 @@ def reference_lse(q, k, scale, causal=False, sinks=None):
 
 # cuDNN over chunks of decoded keys takes calls of 4096 query rows or more
 # (here B=2 x 16 heads x 128 queries or more; 16 queries stay with the tiled
-# kernel). Its chunks hold 4096 keys or an eighth of the cache, and their
-# outputs are folded by their log-sum-exps: 4000 keys are one chunk, 8193
-# three of 2731, 9001 a first chunk of 2999 and two of 3001, 40000 eight of
-# 5000.
+# kernel). Its chunks hold 4096 keys or an eighth of the cache rounded up to
+# 512, the first what is left, and their outputs are folded by their
+# log-sum-exps: 4000 keys are one chunk, 8193 a first chunk of 1 key and two
+# of 4096, 9001 one of 809 and two of 4096, 40000 one of 4160 and seven of
+# 5120.
 @pytest.mark.parametrize(
     "L_q,L_k,kf,vf,dtype",
     [

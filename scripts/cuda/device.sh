@@ -290,7 +290,7 @@ case ${1:?step} in
     mlx_env
     unset MLX_CUDA_USE_CUDNN_SDPA
     for cudnn in 1 0 1 0; do
-      MLX_CUDA_QUANTIZED_SDPA_CUDNN=$cudnn timeout 60 $PY scripts/cuda/few_queries.py || true
+      MLX_CUDA_QUANTIZED_SDPA_CUDNN=$cudnn timeout 90 $PY scripts/cuda/few_queries.py || true
     done | tee "$OUT/few_queries.txt"
     ;;
   kernels)
