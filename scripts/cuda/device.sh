@@ -229,20 +229,22 @@ case ${1:?step} in
     mlx_env
     # The tests compare float32 results with references at 1e-4 or so;
     # matmuls in TF32 (MLX's default on CUDA) are good to about 1e-3.
-    export MLX_CUDA_USE_CUDNN_SDPA=0 MLX_ENABLE_TF32=0
-    # The whole log, whose assertion lines tell what the first run after a
-    # build failed (results/cuda_gpu_tests_h100.txt, 1), and its tail.
-    $PY -m pytest -q -p no:cacheprovider --tb=short python_tests/test_cuda.py \
-      python_tests/test_cuda_prefill.py >"$OUT/test_cuda_log.txt" 2>&1 || true
-    tail -40 "$OUT/test_cuda_log.txt" | tee "$OUT/test_cuda.txt"
+    export MLX_ENABLE_TF32=0
     # With cuDNN on (MLX's default), calls of 4096 query rows or more
     # without a mask array take cuDNN over chunks of decoded keys and values
     # instead of the tiled kernel: the prefill tests and the log-sum-exp
-    # test again.
+    # test, first, since a call cut short by its time runs out here.
     MLX_CUDA_USE_CUDNN_SDPA=1 $PY -m pytest -q -p no:cacheprovider --tb=short \
       python_tests/test_cuda_prefill.py python_tests/test_cuda.py::test_log_sum_exp_from_the_kernels \
       >"$OUT/test_cuda_cudnn_log.txt" 2>&1 || true
     tail -25 "$OUT/test_cuda_cudnn_log.txt" | tee "$OUT/test_cuda_cudnn.txt"
+    # Then all of them with cuDNN off (the tiled kernel). The whole log,
+    # whose assertion lines tell what the first run after a build failed
+    # (results/cuda_gpu_tests_h100.txt, 1), and its tail.
+    export MLX_CUDA_USE_CUDNN_SDPA=0
+    $PY -m pytest -q -p no:cacheprovider --tb=short python_tests/test_cuda.py \
+      python_tests/test_cuda_prefill.py >"$OUT/test_cuda_log.txt" 2>&1 || true
+    tail -40 "$OUT/test_cuda_log.txt" | tee "$OUT/test_cuda.txt"
     # Upstream's RMSNorm, which the series fixes for rows of two warps (the
     # cache's NaN below came from it).
     (cd mlx/python/tests && DEVICE=gpu $PY -m pytest -q -p no:cacheprovider \
