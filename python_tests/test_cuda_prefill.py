@@ -226,8 +226,8 @@ def reference_lse(q, k, scale, causal=False, sinks=None):
 # kernel). Its chunks hold 4096 keys or an eighth of the cache rounded up to
 # 512, the first what is left, and their outputs are folded by their
 # log-sum-exps: 4000 keys are one chunk, 8193 a first chunk of 1 key and two
-# of 4096, 9001 one of 809 and two of 4096, 40000 one of 4160 and seven of
-# 5120.
+# of 4096, 9001 one of 809 and two of 4096, 12000 one of 3808 and two of
+# 4096. (40000 keys would be one of 4160 and seven of 5120.)
 @pytest.mark.parametrize(
     "L_q,L_k,kf,vf,dtype",
     [
