@@ -60,7 +60,7 @@ import mlx.core as mx
 
 # A child's result lines, and what built a call's graph: as for decoding.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_speed_cuda import TAG, graph_of  # noqa: E402
+from bench_speed_cuda import TAG, graph_of, seconds_per_call  # noqa: E402
 
 HEADS, KV_HEADS, DIM, CHUNK = 32, 8, 128, 512
 FORMATS = {
@@ -94,19 +94,6 @@ def measure(fn, rounds, slow):
         if dt > slow:
             break
     return statistics.median(times), extra
-
-
-def measure_together(fn, calls, rounds):
-    """Median seconds per call of `calls` calls of fn issued before one
-    mx.eval, over `rounds` rounds after a warm-up round."""
-    times = []
-    for i in range(rounds + 1):
-        mx.synchronize()
-        t = time.perf_counter()
-        mx.eval([fn() for _ in range(calls)])
-        if i > 0:
-            times.append((time.perf_counter() - t) / calls)
-    return statistics.median(times)
 
 
 def groups_of(variants):
@@ -149,7 +136,7 @@ def bench(length, dtype, group, args, emit):
             graph = graph_of(fn())
             seconds, extra = measure(fn, args.rounds, args.slow)
             if args.together:
-                row["together"] = measure_together(fn, args.together, args.rounds)
+                row["together"] = seconds_per_call(fn, args.rounds, args.together)
         except Exception as e:
             emit(dict(row, error=f"{type(e).__name__}: {e}"))
             return

@@ -80,11 +80,12 @@ def median_per_call(batch, calls=CALLS, rounds=7):
     return statistics.median(times)
 
 
-def seconds_per_call(fn, rounds=7):
-    """Seconds per call of an MLX function (bench_quantize_cuda.py uses it)."""
+def seconds_per_call(fn, rounds=7, calls=CALLS):
+    """Seconds per call of an MLX function, `calls` calls issued before one
+    mx.eval (bench_quantize_cuda.py and bench_prefill.py use it)."""
     import mlx.core as mx
 
-    return median_per_call(lambda: mx.eval([fn() for _ in range(CALLS)]), CALLS, rounds)
+    return median_per_call(lambda: mx.eval([fn() for _ in range(calls)]), calls, rounds)
 
 
 def copy_bandwidth(size=256 * 2**20):

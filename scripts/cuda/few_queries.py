@@ -9,24 +9,16 @@ grows 512 keys at a time: what a new length costs (cuDNN builds a graph for
 each new shape)."""
 
 import os
-import statistics
+import sys
 import time
+from pathlib import Path
 
 import mlx.core as mx
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench_speed_cuda import seconds_per_call  # noqa: E402
+
 path = "tiled" if os.environ.get("MLX_CUDA_QUANTIZED_SDPA_CUDNN") == "0" else "cudnn"
-
-
-def per_call(f):
-    """Median seconds per call of 10 calls issued before one mx.eval."""
-    mx.eval(f())
-    times = []
-    for _ in range(7):
-        mx.synchronize()
-        t = time.perf_counter()
-        mx.eval([f() for _ in range(10)])
-        times.append((time.perf_counter() - t) / 10)
-    return statistics.median(times)
 
 
 for L in (4096, 32768):
@@ -37,17 +29,19 @@ for L in (4096, 32768):
     mx.eval(k, v, kp, vp)
     for L_q in (16, 64, 128, 512):
         q = mx.random.normal((1, 32, L_q, 128)).astype(mx.float16)
-        seconds = per_call(
+        seconds = seconds_per_call(
             lambda: mx.fast.quantized_scaled_dot_product_attention(
                 q, kp[0], kp[1], vp[0], vp[1], scale=0.088, causal=True, mode="turbo4"
-            )
+            ),
+            calls=10,
         )
         print(f"{path} L={L} L_q={L_q}: {seconds * 1e6:.0f} us")
         if path == "cudnn":
-            seconds = per_call(
+            seconds = seconds_per_call(
                 lambda: mx.fast.scaled_dot_product_attention(
                     q, k, v, scale=0.088, mask="causal"
-                )
+                ),
+                calls=10,
             )
             print(f"float16 sdpa L={L} L_q={L_q}: {seconds * 1e6:.0f} us")
 
