@@ -257,6 +257,28 @@ def test_key_chunks(L_q, L_k, kf, vf, dtype, how):
     np.testing.assert_allclose(np.array(lse), expected, atol=2e-2, rtol=0)
 
 
+def test_growing_cache():
+    # A cache that grows as mlx-lm's does: slices of one buffer, attended by
+    # the same 128 queries (4096 rows, through cuDNN when it is on). The
+    # first chunk is laid out as a whole one and masked by its length, so
+    # one cuDNN graph takes first chunks of 1, 809, 2000 and 3808 keys, and
+    # each must see only its own.
+    q, k_parts, v_parts, k_hat, v_hat = case(
+        2, 16, 4, 128, 12288, 128, "turbo4", "turbo3", mx.float16, seed=23
+    )
+    for L_k in (8193, 9001, 10192, 12000, 12288):
+        k_slice = [a[..., :L_k, :] for a in k_parts]
+        v_slice = [a[..., :L_k, :] for a in v_parts]
+        for causal in (False, True):
+            out = attend(
+                q, k_slice, v_slice, "turbo4", "turbo3", scale=0.1, causal=causal
+            )
+            expected = reference(
+                q, k_hat[..., :L_k, :], v_hat[..., :L_k, :], 0.1, causal=causal
+            )
+            check(out, expected, mx.float16, f"{L_k} keys, causal={causal}")
+
+
 @pytest.mark.skipif(not cudnn_chunks(), reason="cuDNN is off: the tiled kernel runs")
 def test_cudnn_chunks_ran():
     # 128 queries (4096 rows) over 64K keys through cuDNN: a scratch of 8192

@@ -1090,8 +1090,10 @@ Errors check_prefill(
 // The path of many queries through cuDNN (quantized_sdpa_decode_chunk and
 // quantized_sdpa_fold_chunk), with cuDNN's part done here in double: the
 // keys split into chunks (of `chunk` keys, or as quantized_sdpa_cudnn_chunk
-// splits them when 0), each decoded by the kernel and checked against the
-// host's decoding, attended over in double (causal in the last chunk only,
+// splits them when 0), each decoded by the kernel into rows of the chunk
+// length (a shorter first chunk padded with zeros, as eval_gpu lays it out
+// for cuDNN's padding mask) and checked against the host's decoding and the
+// zeros, attended over in double (causal in the last chunk only,
 // bottom-right, as cuDNN's mask), its output rounded to T and folded by the
 // kernel; the result against reference_prefill over all the keys.
 template <typename T, int D, typename KR, typename VR>
@@ -1149,8 +1151,8 @@ Errors check_cudnn_chunks(
     int m = k1 - k0;
     constexpr int parts = D / cu::qsdpa_elems;
     cu::quantized_sdpa_decode_chunk<T, D, KR, VR>
-        <<<dim3((m * parts + 255) / 256, p.batch * p.kv_heads, 2), 256>>>(
-            keys, values, k_chunk.ptr, v_chunk.ptr, p.kv_heads, k0, m, books);
+        <<<dim3((len * parts + 255) / 256, p.batch * p.kv_heads, 2), 256>>>(
+            keys, values, k_chunk.ptr, v_chunk.ptr, p.kv_heads, k0, m, len, books);
     CHECK(cudaGetLastError());
     CHECK(cudaDeviceSynchronize());
     auto kc = k_chunk.to_host();
@@ -1162,12 +1164,13 @@ Errors check_cudnn_chunks(
     bool causal = p.causal && c == n_chunks - 1;
     for (int b = 0; b < p.batch; ++b) {
       for (int hk = 0; hk < p.kv_heads; ++hk) {
-        size_t base = (size_t(b) * p.kv_heads + hk) * m * D;
+        size_t base = (size_t(b) * p.kv_heads + hk) * len * D;
         int64_t row0 = p.kv_row0(b, hk) + k0;
-        for (int j = 0; j < m * D; ++j) {
+        for (int j = 0; j < len * D; ++j) {
           for (auto [x, side] : {std::pair{&kc, &k}, std::pair{&vc, &v}}) {
+            // A shorter first chunk's rows past m are zeroed (padding).
             got.push_back(from_type<T>((*x)[base + j]));
-            want.push_back(side->decoded[row0 * D + j]);
+            want.push_back(j < m * D ? side->decoded[row0 * D + j] : 0.0);
           }
         }
         for (int h = hk * gqa; h < (hk + 1) * gqa; ++h) {

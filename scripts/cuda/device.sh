@@ -344,12 +344,12 @@ case ${1:?step} in
         bash "$ROOT/scripts/cuda/device.sh" tiled >/dev/null 2>&1 || true
       fi
       for c in build/device/check_*; do
-        left=$((470 - $(date +%s) + t0))
+        left=$((530 - $(date +%s) + t0))
         timeout $((left > 60 ? left : 60)) "$c" >"$OUT/$(basename "$c").txt" 2>&1 || true
       done
     ) &
     built=1
-    QUICK_QMM=1 timeout 480 bash "$ROOT/scripts/cuda/device.sh" build || built=0
+    QUICK_QMM=1 timeout 540 bash "$ROOT/scripts/cuda/device.sh" build || built=0
     wait
     # Then as much of the benchmarks and the tests as the call has time for
     # (the decode table first: on 2026-12-06 the tests took the rest), or
