@@ -17,6 +17,9 @@
 #   device.sh kernels   scripts/cuda/prefill_kernels.py: each kernel of a
 #                       512 x 32K prefill chunk under ncu (float16 SDPA,
 #                       turbo4's call, dequant+sdpa)
+#   device.sh prompt    scripts/cuda/prompt_gpu.py: a 32K prompt through
+#                       mlx-lm's llama (random weights), float16 against
+#                       turbo4 caches (needs the mlx-lm/ the run carries)
 #   device.sh decode    the decode kernels' times and where a short turbo4
 #                       call's time goes (QSDPA_DECODE) for each time-only
 #                       checker carried in build/device/variants/ (time_*:
@@ -299,6 +302,11 @@ case ${1:?step} in
     mlx_env
     unset MLX_CUDA_USE_CUDNN_SDPA
     timeout 200 $PY scripts/cuda/prefill_kernels.py --out "$OUT/prefill_kernels.md"
+    ;;
+  prompt)
+    mlx_env
+    unset MLX_CUDA_USE_CUDNN_SDPA
+    timeout 240 $PY scripts/cuda/prompt_gpu.py --out "$OUT/prompt_cuda.md"
     ;;
   tiled)
     # The tiled kernel's times (checkers built with -DQSDPA_TIME_ONLY from
