@@ -1142,6 +1142,9 @@ Errors check_cudnn_chunks(
       d_sinks(sinks);
   DeviceBuffer<float> chunk_lse(rows), acc(size_t(rows) * D), acc_lse(rows),
       lse(rows);
+  // NaNs where the decode does not write, as a reused scratch may hold.
+  CHECK(cudaMemset(k_chunk.ptr, 0xff, chunk_elems * sizeof(T)));
+  CHECK(cudaMemset(v_chunk.ptr, 0xff, chunk_elems * sizeof(T)));
   int gqa = p.q_heads / p.kv_heads;
   double scale = 1.0 / std::sqrt(double(D));
   double decode_error = 0;
