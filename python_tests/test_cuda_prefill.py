@@ -225,9 +225,10 @@ def reference_lse(q, k, scale, causal=False, sinks=None):
 # (here B=2 x 16 heads x 128 queries or more; 16 queries stay with the tiled
 # kernel). Its chunks hold 4096 keys or an eighth of the cache rounded up to
 # 512, the first what is left, and their outputs are folded by their
-# log-sum-exps: 4000 keys are one chunk, 8193 a first chunk of 1 key and two
-# of 4096, 9001 one of 809 and two of 4096, 12000 one of 3808 and two of
-# 4096. (40000 keys would be one of 4160 and seven of 5120.)
+# log-sum-exps: 8193 keys are a first chunk of 1 key and two of 4096, 9001
+# one of 809 and two of 4096, 12000 one of 3808 and two of 4096; 4000 keys
+# are one chunk, or under the causal mask 3872 keys and then the 128 the
+# queries see in part. (40000 keys would be one of 4160 and seven of 5120.)
 @pytest.mark.parametrize(
     "L_q,L_k,kf,vf,dtype",
     [
@@ -259,14 +260,15 @@ def test_key_chunks(L_q, L_k, kf, vf, dtype, how):
 
 def test_growing_cache():
     # A cache that grows as mlx-lm's does: slices of one buffer, attended by
-    # the same 128 queries (4096 rows, through cuDNN when it is on). The
-    # first chunk is laid out as a whole one and masked by its length, so
-    # one cuDNN graph takes first chunks of 1, 809, 2000 and 3808 keys, and
-    # each must see only its own.
+    # the same 128 queries (4096 rows, through cuDNN when it is on). A chunk
+    # shorter than 4096 keys and not causal is laid out as a whole one and
+    # masked by its length, so one cuDNN graph takes first chunks of 1, 809,
+    # 2000 and 3808 keys, and (below 4096 keys, causal) 472 and 1872 before
+    # the last 128; each must see only its own.
     q, k_parts, v_parts, k_hat, v_hat = case(
         2, 16, 4, 128, 12288, 128, "turbo4", "turbo3", mx.float16, seed=23
     )
-    for L_k in (8193, 9001, 10192, 12000, 12288):
+    for L_k in (128, 600, 2000, 8193, 9001, 10192, 12000, 12288):
         k_slice = [a[..., :L_k, :] for a in k_parts]
         v_slice = [a[..., :L_k, :] for a in v_parts]
         for causal in (False, True):

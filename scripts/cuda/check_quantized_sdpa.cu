@@ -1089,11 +1089,11 @@ Errors check_prefill(
 
 // The path of many queries through cuDNN (quantized_sdpa_decode_chunk and
 // quantized_sdpa_fold_chunk), with cuDNN's part done here in double: the
-// keys split into chunks (of `chunk` keys, or as quantized_sdpa_cudnn_chunk
-// splits them when 0), each decoded by the kernel into rows of the chunk
-// length (a shorter first chunk padded with zeros, as eval_gpu lays it out
-// for cuDNN's padding mask) and checked against the host's decoding and the
-// zeros, attended over in double (causal in the last chunk only,
+// keys split as quantized_sdpa_cudnn_chunks splits them (into chunks of
+// `chunk` keys, or of its own length when 0), each decoded by the kernel
+// into its rows (a padded chunk's rows past its keys zeroed, as eval_gpu lays
+// it out for cuDNN's padding mask) and checked against the host's decoding
+// and the zeros, attended over in double (causal in the causal chunk only,
 // bottom-right, as cuDNN's mask), its output rounded to T and folded by the
 // kernel; the result against reference_prefill over all the keys.
 template <typename T, int D, typename KR, typename VR>
@@ -1135,8 +1135,9 @@ Errors check_cudnn_chunks(
   VR values = rows_of_t<T, VR>(v, vw, d_vs, d_vb, p.kv_strides());
   auto books = codebooks_of(kf, vf);
 
-  int len = chunk ? chunk : cu::quantized_sdpa_cudnn_chunk(p.k_len, p.q_len, p.causal);
-  int n_chunks = (p.k_len + len - 1) / len;
+  int len = chunk;
+  auto chunks = cu::quantized_sdpa_cudnn_chunks(p.k_len, p.q_len, p.causal, len);
+  int n_chunks = chunks.size();
   size_t chunk_elems = size_t(p.batch) * p.kv_heads * len * D;
   DeviceBuffer<T> k_chunk(chunk_elems), v_chunk(chunk_elems), out(size_t(rows) * D),
       d_sinks(sinks);
@@ -1149,13 +1150,14 @@ Errors check_cudnn_chunks(
   double scale = 1.0 / std::sqrt(double(D));
   double decode_error = 0;
   for (int c = 0; c < n_chunks; ++c) {
-    int k1 = p.k_len - (n_chunks - 1 - c) * len;
-    int k0 = std::max(0, k1 - len);
+    int k0 = chunks[c].k0;
+    int k1 = chunks[c].k1;
+    int stride = chunks[c].stride;
     int m = k1 - k0;
     constexpr int parts = D / cu::qsdpa_elems;
     cu::quantized_sdpa_decode_chunk<T, D, KR, VR>
-        <<<dim3((len * parts + 255) / 256, p.batch * p.kv_heads, 2), 256>>>(
-            keys, values, k_chunk.ptr, v_chunk.ptr, p.kv_heads, k0, m, len, books);
+        <<<dim3((stride * parts + 255) / 256, p.batch * p.kv_heads, 2), 256>>>(
+            keys, values, k_chunk.ptr, v_chunk.ptr, p.kv_heads, k0, m, stride, books);
     CHECK(cudaGetLastError());
     CHECK(cudaDeviceSynchronize());
     auto kc = k_chunk.to_host();
@@ -1164,14 +1166,14 @@ Errors check_cudnn_chunks(
     std::vector<double> got, want;
     std::vector<T> o(size_t(rows) * D);
     std::vector<float> o_lse(rows);
-    bool causal = p.causal && c == n_chunks - 1;
+    bool causal = chunks[c].causal;
     for (int b = 0; b < p.batch; ++b) {
       for (int hk = 0; hk < p.kv_heads; ++hk) {
-        size_t base = (size_t(b) * p.kv_heads + hk) * len * D;
+        size_t base = (size_t(b) * p.kv_heads + hk) * stride * D;
         int64_t row0 = p.kv_row0(b, hk) + k0;
-        for (int j = 0; j < len * D; ++j) {
+        for (int j = 0; j < stride * D; ++j) {
           for (auto [x, side] : {std::pair{&kc, &k}, std::pair{&vc, &v}}) {
-            // A shorter first chunk's rows past m are zeroed (padding).
+            // A padded chunk's rows past m are zeroed.
             got.push_back(from_type<T>((*x)[base + j]));
             want.push_back(j < m * D ? side->decoded[row0 * D + j] : 0.0);
           }
@@ -1346,6 +1348,14 @@ int check_prefill_all(std::mt19937& rng) {
     plan.causal = true;
     plan.sinks = true;
     report("cudnn plan", turbo4, turbo3, {plan}, check_cudnn_chunks<T, D, R4, R3>(plan, turbo4, turbo3, rng));
+    // Fewer keys than a chunk: causal, the 20 keys the queries see in part
+    // and the 130 before them padded to 4096 rows; without the mask, all 150
+    // padded.
+    Problem few{1, 4, 2, 20, 150, D};
+    few.causal = true;
+    report("cudnn short", turbo4, turbo4, {few}, check_cudnn_chunks<T, D, R4, R4>(few, turbo4, turbo4, rng));
+    few.causal = false;
+    report("cudnn short", affine8, turbo3, {few}, check_cudnn_chunks<T, D, A8, R3>(few, affine8, turbo3, rng));
   }
   return failures;
 }
@@ -1460,6 +1470,8 @@ int check_smoke(std::mt19937& rng) {
   ch.sinks = true;
   report("cudnn chunks", ch, check_cudnn_chunks<__half, D, R4, R3>(ch, turbo4, turbo3, rng, 64), false);
   report("cudnn bf16", ch, check_cudnn_chunks<__nv_bfloat16, D, B8, B4>(ch, affine8, turbo4, rng, 64), true);
+  // Fewer keys than a chunk (4096), causal: 268 keys padded, then 33 causal.
+  report("cudnn short", ch, check_cudnn_chunks<__half, D, R4, R3>(ch, turbo4, turbo3, rng), false);
   return failures;
 }
 
