@@ -124,8 +124,8 @@ def checked(p):
 def test_the_kernels_pass_under_the_executor(tmp_path):
     """Every check of head dimension 64 (decoding on tensor cores and CUDA
     cores for every format pair, masks, sinks, GQA, B=8, 20,011 keys; the
-    tiled kernel; cuDNN's chunks, decoded and folded by the kernels; the
-    log-sum-exps), then the smoke set at 128 (with pass 2 over 64 and 46
+    tiled kernel; cuDNN's chunks, decoded and folded by the kernels, of a
+    cache longer and shorter than a chunk; the log-sum-exps), then the smoke set at 128 (with pass 2 over 64 and 46
     chunks, split among its threads) under both schedules, and with memory
     filled with finite values, not NaNs."""
     build = ["--build-dir", str(tmp_path / "b")]
@@ -138,19 +138,21 @@ def test_the_kernels_pass_under_the_executor(tmp_path):
     assert any("fp16 D=64" in l and "chunks" in l for l in ok)
     assert all(" lse err " in l for l in ok if " rel err " in l)
     assert any("fp16 D=64" in l and "cudnn plan" in l for l in ok)
+    assert sum("fp16 D=64" in l and "cudnn short" in l for l in ok) == 2
     p = run_tool(*build, "--dims", "smoke")
     ok, failed = checked(p)
-    assert p.returncode == 0 and not failed and len(ok) == 32, p.stdout + p.stderr
+    assert p.returncode == 0 and not failed and len(ok) == 34, p.stdout + p.stderr
     assert any(" mma chunks " in l for l in ok) and any(
         " chunks bool " in l for l in ok
     )
     assert any(" cudnn chunks " in l for l in ok) and any(
         " cudnn bf16 " in l for l in ok
     )
+    assert any(" cudnn short " in l for l in ok)
     env = dict(os.environ, CUDA_RUN_FILL="0x7b")
     p = run_tool(*build, "--dims", "smoke", "--schedules", "0", env=env)
     ok, failed = checked(p)
-    assert p.returncode == 0 and not failed and len(ok) == 16, p.stdout + p.stderr
+    assert p.returncode == 0 and not failed and len(ok) == 17, p.stdout + p.stderr
 
 
 INSTRUCTIONS = ROOT / "python_tests" / "cuda_run_instructions.cu"
