@@ -1135,7 +1135,7 @@ Errors check_cudnn_chunks(
   VR values = rows_of_t<T, VR>(v, vw, d_vs, d_vb, p.kv_strides());
   auto books = codebooks_of(kf, vf);
 
-  int len = chunk;
+  int len = chunk ? chunk : cu::quantized_sdpa_cudnn_rows(p.k_len, p.q_len, p.causal);
   auto chunks = cu::quantized_sdpa_cudnn_chunks(p.k_len, p.q_len, p.causal, len);
   int n_chunks = chunks.size();
   size_t chunk_elems = size_t(p.batch) * p.kv_heads * len * D;
