@@ -125,9 +125,10 @@ def test_the_kernels_pass_under_the_executor(tmp_path):
     """Every check of head dimension 64 (decoding on tensor cores and CUDA
     cores for every format pair, masks, sinks, GQA, B=8, 20,011 keys; the
     tiled kernel; cuDNN's chunks, decoded and folded by the kernels, of a
-    cache longer and shorter than a chunk; the log-sum-exps), then the smoke set at 128 (with pass 2 over 64 and 46
-    chunks, split among its threads) under both schedules, and with memory
-    filled with finite values, not NaNs."""
+    cache longer and shorter than a chunk; the log-sum-exps), then the smoke
+    set at 128 (with pass 2 over 64 and 46 chunks, split among its threads)
+    under both schedules, and with memory filled with finite values, not
+    NaNs."""
     build = ["--build-dir", str(tmp_path / "b")]
     p = run_tool(*build, "--dims", "64", "--schedules", "0")
     ok, failed = checked(p)
