@@ -8,6 +8,8 @@
 #                       machine's Python packages where the toolkit lacks them)
 #   device.sh test      the CUDA tests, upstream's quantized SDPA tests and, when
 #                       the run carries mlx-lm/, the mlx-lm series' cache tests
+#                       (test_cudnn: the prefill tests with cuDNN on only;
+#                       test_rest: the others)
 #   device.sh bench     scripts/bench_speed_cuda.py
 #   device.sh overhead  scripts/cuda/mlx_overhead.py (an MLX decode call's time
 #                       beyond its kernels)
@@ -228,7 +230,7 @@ case ${1:?step} in
     grep -E '^\[[0-9]+/' "$OUT/refresh.log" | sed -n '1p;$p' || true
     jit_headers
     ;;
-  test)
+  test_cudnn)
     mlx_env
     # The tests compare float32 results with references at 1e-4 or so;
     # matmuls in TF32 (MLX's default on CUDA) are good to about 1e-3.
@@ -236,11 +238,18 @@ case ${1:?step} in
     # With cuDNN on (MLX's default), calls of 4096 query rows or more
     # without a mask array take cuDNN over chunks of decoded keys and values
     # instead of the tiled kernel: the prefill tests and the log-sum-exp
-    # test, first, since a call cut short by its time runs out here.
+    # test (about 70 s on an H100; 'first' can fit them after its build).
     MLX_CUDA_USE_CUDNN_SDPA=1 $PY -m pytest -q -p no:cacheprovider --tb=short \
       python_tests/test_cuda_prefill.py python_tests/test_cuda.py::test_log_sum_exp_from_the_kernels \
       >"$OUT/test_cuda_cudnn_log.txt" 2>&1 || true
     tail -25 "$OUT/test_cuda_cudnn_log.txt" | tee "$OUT/test_cuda_cudnn.txt"
+    ;;
+  test | test_rest)
+    # The cuDNN tests first (test_rest leaves them out), since a call cut
+    # short by its time runs out here.
+    [ "$1" = test ] && bash "$ROOT/scripts/cuda/device.sh" test_cudnn
+    mlx_env
+    export MLX_ENABLE_TF32=0
     # Then all of them with cuDNN off (the tiled kernel). The whole log,
     # whose assertion lines tell what the first run after a build failed
     # (results/cuda_gpu_tests_h100.txt, 1), and its tail.
