@@ -249,12 +249,16 @@ case ${1:?step} in
         python_tests/test_cuda_prefill.py python_tests/test_cuda.py::test_log_sum_exp_from_the_kernels \
         2>&1 || true
     done >"$OUT/test_cuda_cudnn_log.txt"
-    tail -25 "$OUT/test_cuda_cudnn_log.txt" | tee "$OUT/test_cuda_cudnn.txt"
+    # Both runs' summaries, then the log's tail.
+    { grep -E ' in [0-9.]+s' "$OUT/test_cuda_cudnn_log.txt" || true
+      tail -25 "$OUT/test_cuda_cudnn_log.txt"; } | tee "$OUT/test_cuda_cudnn.txt"
     ;;
   test | test_rest)
     # The cuDNN tests first (test_rest leaves them out), since a call cut
     # short by its time runs out here.
-    [ "$1" = test ] && bash "$ROOT/scripts/cuda/device.sh" test_cudnn
+    if [ "$1" = test ]; then
+      bash "$ROOT/scripts/cuda/device.sh" test_cudnn
+    fi
     mlx_env
     export MLX_ENABLE_TF32=0
     # Then all of them with cuDNN off (the tiled kernel). The whole log,
