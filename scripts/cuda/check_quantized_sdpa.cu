@@ -346,7 +346,7 @@ std::vector<float> run(
   CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
   // As eval_gpu in quantized_sdpa.cu.
   auto plan = cu::quantized_sdpa_plan(
-      mma ? cu::mma_pass1_bits<__half, D, KR, VR>() : 0, D, p.batch,
+      mma && cu::has_mma_pass1<__half, D, KR, VR>, D, p.batch,
       p.kv_heads, p.q_heads / p.kv_heads * p.q_len, p.k_len, sms);
   auto& grid = plan.grid;
   int row_groups = plan.row_groups;
