@@ -368,11 +368,10 @@ std::vector<float> run(
   auto books = codebooks_of(kf, vf);
 
   auto pass1 = cu::quantized_sdpa_pass1_kernel<__half, D, KR, VR>(mma);
-  CHECK(pass1.prepare());
   auto launch = [&](int passes) {
     if (passes != 2) {
-      pass1.kernel<<<dim3(p.kv_heads * row_groups, p.batch, blocks),
-                     dim3(32, cu::qsdpa_warps), pass1.smem>>>(
+      pass1<<<dim3(p.kv_heads * row_groups, p.batch, blocks),
+              dim3(32, cu::qsdpa_warps)>>>(
           q.ptr,
           keys,
           values,
@@ -738,11 +737,10 @@ int check_operands(std::mt19937& rng) {
     }
     return int((x >> (bit % 32)) & ((1u << bits) - 1));
   };
-  // The entry at a byte offset into the rows of the table, -1 if it is not
-  // the copy `base` bytes into a row.
-  auto entry_of = [](uint32_t offset, uint32_t base) -> long long {
-    bool ok = offset % 256 == base && offset / 256 < uint32_t(Ops::entries);
-    return ok ? static_cast<long long>(offset / 256) : -1LL;
+  // The entry at a byte offset into the table, -1 if none starts there.
+  auto entry_of = [](uint32_t offset) -> long long {
+    bool ok = offset % 128 == 0 && offset / 128 < uint32_t(Ops::entries);
+    return ok ? static_cast<long long>(offset / 128) : -1LL;
   };
   auto part_ok = [](int word, int words, int align) {
     return word >= 0 && word + words <= row_words && word % align == 0 &&
@@ -761,8 +759,6 @@ int check_operands(std::mt19937& rng) {
       const int t = lane % 4;
       const KeyPart key_part(t);
       const ValuePart value_part(g);
-      // A lane's copy, of the keys' table or of the values' after it.
-      const uint32_t base = 4 * lane + 128 * (trial % 2);
       if (!part_ok(key_part.word, KeyPart::words, KeyPart::align)) {
         fail("key part", lane, key_part.word, 0, 0, 0);
       }
@@ -784,27 +780,27 @@ int check_operands(std::mt19937& rng) {
       }
       for (int s = 0; s < D / 16; ++s) {
         uint32_t a[4];
-        Ops::key_entries(key_part, kw, s, base, a);
+        Ops::key_entries(key_part, kw, s, a);
         for (int e = 0; e < 4; ++e) {
           const uint32_t* row = &k[(g + 8 * (e % 2)) * row_words];
           int d = t * (D / 4) + 4 * s + 2 * (e / 2);
           int expected = code(row, d) | code(row, d + 1) << bits;
-          if (entry_of(a[e], base) != expected) {
-            fail("keys", lane, s, e, expected, entry_of(a[e], base));
+          if (entry_of(a[e]) != expected) {
+            fail("keys", lane, s, e, expected, entry_of(a[e]));
           }
         }
       }
       const auto pairs = Ops::pair_values(value_part, vw);
       for (int i = 0; i < D / 16; ++i) {
         uint32_t a[4];
-        Ops::value_entries(pairs, i, base, a);
+        Ops::value_entries(pairs, i, a);
         for (int e = 0; e < 4; ++e) {
           int key = 2 * t + 8 * (e / 2);
           int d = g * (D / 8) + 2 * i + e % 2;
           int expected = code(&v[key * row_words], d) |
               code(&v[(key + 1) * row_words], d) << bits;
-          if (entry_of(a[e], base) != expected) {
-            fail("values", lane, i, e, expected, entry_of(a[e], base));
+          if (entry_of(a[e]) != expected) {
+            fail("values", lane, i, e, expected, entry_of(a[e]));
           }
         }
       }
