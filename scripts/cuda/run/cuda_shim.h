@@ -330,6 +330,35 @@ template <typename T>
 T __ldg(const T* p) {
   return *p;
 }
+template <typename T>
+T __ldcg(const T* p) {
+  return *p;
+}
+// The blocks of a launch run one after another, so a fence has nothing to
+// order and an atomic nothing to race with.
+inline void __threadfence() {}
+inline unsigned atomicAdd(unsigned* p, unsigned x) {
+  unsigned old = *p;
+  *p = old + x;
+  return old;
+}
+// __syncthreads_or: a flag of the block's, set by the threads whose
+// predicate holds between two barriers, read between the second and a
+// third, after which the first thread clears it.
+inline int syncthreads_or_flag = 0;
+inline int __syncthreads_or(int pred) {
+  __syncthreads();
+  if (pred) {
+    syncthreads_or_flag = 1;
+  }
+  __syncthreads();
+  int any = syncthreads_or_flag;
+  __syncthreads();
+  if (threadIdx.x == 0 && threadIdx.y == 0 && threadIdx.z == 0) {
+    syncthreads_or_flag = 0;
+  }
+  return any;
+}
 inline size_t __cvta_generic_to_shared(const void* p) {
   return cuda_run::shared_address(p);
 }
