@@ -86,12 +86,9 @@ struct DeviceBuffer {
   }
 };
 
-// How the decode timings launch (see time_fixed_cost): the calls issued back
-// to back between two events (the time is per call), and the passes a call
-// launches: 0 both, 1 pass 1 only, 2 pass 2 only (over the partials the
-// check's own run left).
+// How many decode calls the timings issue back to back between two events
+// (see time_fixed_cost; the time is per call).
 int time_calls = 1;
-int time_passes = 0;
 
 // The median time of `reps` runs of f (time_calls of them back to back, the
 // time per run), timed with CUDA events, after 100 ms of runs that bring the
@@ -367,41 +364,37 @@ std::vector<float> run(
   auto params = params_of(p, D, blocks, grid.chunk_len);
   auto books = codebooks_of(kf, vf);
 
+  // The row groups' counters, zero once: the kernel leaves them zero (MLX
+  // zeroes fresh ones for each call, beside the work before it).
+  DeviceBuffer<unsigned> counters(size_t(p.kv_heads) * row_groups * p.batch);
+  CHECK(cudaMemset(counters.ptr, 0, counters.n * sizeof(unsigned)));
+
   auto pass1 = cu::quantized_sdpa_pass1_kernel<__half, D, KR, VR>(mma);
-  auto launch = [&](int passes) {
-    if (passes != 2) {
-      pass1<<<dim3(p.kv_heads * row_groups, p.batch, blocks),
-              dim3(32, cu::qsdpa_warps)>>>(
-          q.ptr,
-          keys,
-          values,
-          bmask ? reinterpret_cast<const bool*>(bm.ptr) : nullptr,
-          fmask ? fm.ptr : nullptr,
-          pout.ptr,
-          pmax.ptr,
-          psum.ptr,
-          params,
-          books);
-    }
-    if (passes != 1) {
-      cu::quantized_sdpa_pass2<__half, D, VR><<<rows, cu::quantized_sdpa_pass2_block(D, blocks)>>>(
-          pout.ptr,
-          pmax.ptr,
-          psum.ptr,
-          sinks_host ? sk.ptr : nullptr,
-          out.ptr,
-          lse_host ? lse.ptr : nullptr,
-          values,
-          params,
-          books,
-          bmask != nullptr || p.causal);
-    }
+  auto launch = [&] {
+    pass1<<<dim3(p.kv_heads * row_groups, p.batch, blocks),
+            dim3(32, cu::qsdpa_warps)>>>(
+        q.ptr,
+        keys,
+        values,
+        bmask ? reinterpret_cast<const bool*>(bm.ptr) : nullptr,
+        fmask ? fm.ptr : nullptr,
+        pout.ptr,
+        pmax.ptr,
+        psum.ptr,
+        params,
+        books,
+        cu::QuantizedSdpaOutputs<__half>{
+            counters.ptr,
+            sinks_host ? sk.ptr : nullptr,
+            out.ptr,
+            lse_host ? lse.ptr : nullptr,
+            bmask != nullptr || p.causal});
   };
-  launch(0);
+  launch();
   CHECK(cudaGetLastError());
   CHECK(cudaDeviceSynchronize());
   if (time_ms) {
-    *time_ms = median_ms(reps, [&] { launch(time_passes); });
+    *time_ms = median_ms(reps, launch);
   }
   if (lse_host) {
     *lse_host = lse.to_host();
@@ -1482,25 +1475,22 @@ int check_smoke(std::mt19937& rng) {
 void time_fixed_cost(std::mt19937& rng, double copy_gbs) {
   std::printf(
       "\nturbo4 on tensor cores, B=1, us a call: one at a time; 20 back to "
-      "back; pass 1 alone and pass 2 alone, 20 back to back\n"
-      "| L | one call | 20 calls | pass 1 | pass 2 | 20 calls, of copy |\n"
-      "|---|---|---|---|---|---|\n");
+      "back\n"
+      "| L | one call | 20 calls | 20 calls, of copy |\n"
+      "|---|---|---|---|\n");
   using R4 = cu::TurboRows<__half, 4>;
   for (int L : {4096, 16384, 32768, 131072}) {
     Problem p{1, 32, 8, 1, L, 128};
-    float ms[4];
+    float ms[2];
     double gb;
-    const int calls[4] = {1, 20, 20, 20};
-    for (int i = 0; i < 4; ++i) {
+    const int calls[2] = {1, 20};
+    for (int i = 0; i < 2; ++i) {
       time_calls = calls[i];
-      time_passes = i < 2 ? 0 : i - 1;
       check_case<128, R4, R4>(p, turbo4, turbo4, rng, true, &ms[i], 30, &gb);
     }
     time_calls = 1;
-    time_passes = 0;
     std::printf(
-        "| %d | %.1f | %.1f | %.1f | %.1f | %.0f%% |\n", L, ms[0] * 1e3,
-        ms[1] * 1e3, ms[2] * 1e3, ms[3] * 1e3,
+        "| %d | %.1f | %.1f | %.0f%% |\n", L, ms[0] * 1e3, ms[1] * 1e3,
         100 * gb / (ms[1] / 1e3) / copy_gbs);
   }
 }
