@@ -126,7 +126,7 @@ def test_the_kernels_pass_under_the_executor(tmp_path):
     cores for every format pair, masks, sinks, GQA, B=8, 20,011 keys; the
     tiled kernel; cuDNN's chunks, decoded and folded by the kernels, of a
     cache longer and shorter than a chunk; the log-sum-exps), then the smoke
-    set at 128 (with pass 2 over 64 and 46 chunks, split among its threads)
+    set at 128 (with the last thread block's merge of 64 and 46 chunks)
     under both schedules, and with memory filled with finite values, not
     NaNs."""
     build = ["--build-dir", str(tmp_path / "b")]
@@ -210,8 +210,8 @@ KERNEL_MUTANTS = {
         "for (int offset = 8; offset < 32; offset *= 2) {\n"
         "        mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, offset));",
     ),
-    # Pass 2's log-sum-exp left in log2 units, and finite for a row that
-    # sees no key.
+    # Pass 2's (the tiled kernel's) log-sum-exp left in log2 units, and
+    # finite for a row that sees no key.
     "lse in log2 units": (
         KERNELS,
         "lse[row] = l > 0 ? (m + log2f(l)) * 0.69314718056f : -CUDART_INF_F;",
@@ -227,6 +227,24 @@ KERNEL_MUTANTS = {
         KERNELS,
         "lse[row] = l > 0 ? (m + log2f(l)) * 0.69314718056f : -CUDART_INF_F;",
         "lse[row] = l > 0 ? (m + log2f(l)) * 0.69314718056f : 0.0f;",
+    ),
+    # The decode's last thread block's merge: by the block before the last,
+    # whose count is one short; its log-sum-exp left in log2 units, and
+    # finite for a row that sees no key.
+    "merge a chunk early": (
+        KERNELS,
+        "last = atomicAdd(counter, 1u) == blocks - 1;",
+        "last = atomicAdd(counter, 1u) == blocks - 2;",
+    ),
+    "decode lse in log2 units": (
+        KERNELS,
+        "l > 0 ? (m_all + log2f(l)) * 0.69314718056f : -CUDART_INF_F;",
+        "l > 0 ? (m_all + log2f(l)) : -CUDART_INF_F;",
+    ),
+    "decode's finite lse of an empty row": (
+        KERNELS,
+        "l > 0 ? (m_all + log2f(l)) * 0.69314718056f : -CUDART_INF_F;",
+        "l > 0 ? (m_all + log2f(l)) * 0.69314718056f : 0.0f;",
     ),
 }
 SHIM_MUTANTS = {

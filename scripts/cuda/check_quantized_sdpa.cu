@@ -1434,8 +1434,8 @@ int check_smoke(std::mt19937& rng) {
   bc.kv_broadcast = true;
   bc.k_alloc = 256;
   report("mma bcast", bc, check_case<D, A8, A8>(bc, affine8, affine8, rng, true), false);
-  // Many chunks (64 and 46 of them here), which pass 2 splits among its
-  // threads: 4 and 2 splits.
+  // Many chunks (64 and 46 of them here), which the last thread block of
+  // the row group merges.
   Problem many{1, 4, 1, 1, 16384, D};
   many.float_mask = true;
   many.sinks = true;
