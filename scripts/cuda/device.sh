@@ -40,6 +40,10 @@
 #                       allows. A later call on the same (warm) machine can
 #                       run test, bench, overhead or prefill alone: each
 #                       refreshes mlx/ first when the call finds it empty
+#   device.sh bundle    pack the files in $OUT into $OUT/outputs.tar.gz, as
+#                       the call's last command (a call brings back at most 8
+#                       files: on 2026-12-07 the benchmark's table and
+#                       upstream's quantized tests of a 'first' were left out)
 # Outputs go to $OUT when it is set.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -387,6 +391,14 @@ case ${1:?step} in
       [ $built = 1 ] && [ $left -gt 30 ] || break
       timeout $left bash "$ROOT/scripts/cuda/device.sh" $step || true
     done
+    ;;
+  bundle)
+    list=$(mktemp)
+    (cd "$OUT" && find . -type f ! -name outputs.tar.gz | sort >"$list" &&
+      tar -czf outputs.tar.gz -T "$list" && xargs rm -f <"$list" &&
+      find . -mindepth 1 -type d -empty -delete)
+    echo "$(wc -l <"$list") files in $OUT/outputs.tar.gz"
+    rm -f "$list"
     ;;
   *) echo "unknown step $1" >&2; exit 2 ;;
 esac
