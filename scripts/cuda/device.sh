@@ -116,8 +116,15 @@ preload_libstdcxx() {
   export LD_PRELOAD=$(readlink -f "$lib")
 }
 
-# The tensor-core pass 1 of turbo4 keys and values (D=128, float16), mangled.
-TURBO4_PASS1=_ZN3mlx4core2cu24quantized_sdpa_mma_pass1I6__halfLi128ENS1_9TurboRowsIS3_Li4EEES5_EEvPKT_T1_T2_PKbS8_PfSD_SD_NS1_19QuantizedSdpaParamsENS1_22QuantizedSdpaCodebooksE
+# The tensor-core pass 1 of turbo4 keys and values (D=128, float16): the
+# start of its mangled name, which its parameters follow (on 2026-12-07 a
+# full name went stale when they changed, and no SASS came back).
+TURBO4_PASS1=_ZN3mlx4core2cu24quantized_sdpa_mma_pass1I6__halfLi128ENS1_9TurboRowsIS3_Li4EEES5_EE
+
+# The SASS of a program's functions whose mangled names start with $2.
+sass_of() {
+  cuobjdump -sass "$1" | awk -v name="$2" '/Function : /{on = index($3, name) == 1} on'
+}
 
 # Runs the given programs (builds of a kernel's variants) in turn, twice, so
 # that they are timed side by side; the output goes to $OUT/$1.
@@ -342,7 +349,7 @@ case ${1:?step} in
     # Each variant's turbo4 pass 1 as SASS, to count its instructions.
     if command -v cuobjdump >/dev/null; then
       for c in build/device/variants/time_*; do
-        cuobjdump -sass -fun "$TURBO4_PASS1" "$c" >"$OUT/sass_$(basename "$c").txt" 2>&1 || true
+        sass_of "$c" "$TURBO4_PASS1" >"$OUT/sass_$(basename "$c").txt" 2>&1 || true
       done
     fi
     ;;
