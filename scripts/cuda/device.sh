@@ -106,9 +106,9 @@ STUB
 
 # quantized_sdpa.cu takes the longest of the build's files (on this 2-core
 # machine, 2026-12-07: cicc 149 s and ptxas 137 s for sm_90a alone), and it
-# came near the end of the CUDA sources, which ninja starts in the order the
-# build lists them: a quick build on an H100 had all but it and the links
-# done after 540 s. The device's build lists it first among them (an edit
+# came near the end of the CUDA sources, which ninja starts in about the
+# order the build lists them: a quick build on an H100 had all but it and
+# the links done after 540 s. The device's build lists it first among them (an edit
 # of the build, like the stubs above, not of the series).
 sdpa_first() {
   local f=mlx/mlx/backend/cuda/CMakeLists.txt
