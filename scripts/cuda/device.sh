@@ -381,16 +381,20 @@ case ${1:?step} in
       # -e): on 2026-12-06 a checker that ran past its 240 s left no decode
       # times and no profile. The profile and the variants go first, and the
       # checkers get what is left of the build's time.
-      if command -v ncu >/dev/null; then
+      # The profile is of the first checker carried (check_quantized_sdpa,
+      # the series', when it is).
+      prof=$(ls build/device/check_* 2>/dev/null | head -1)
+      if command -v ncu >/dev/null && [ -n "$prof" ]; then
+        echo "$prof" >"$OUT/ncu_of.txt"
         QSDPA_PROFILE=turbo4 timeout 90 ncu --set full -k regex:mma_pass1 \
-          --launch-skip 3 --launch-count 1 build/device/check_quantized_sdpa \
+          --launch-skip 3 --launch-count 1 "$prof" \
           >"$OUT/ncu_turbo4.txt" 2>&1 || true
         # What the warps wait on, reason by reason (the full set's text
         # names only the first), in cycles per issued instruction.
         QSDPA_PROFILE=turbo4 timeout 60 ncu -k regex:mma_pass1 --launch-skip 3 \
           --launch-count 1 --metrics \
           'regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio' \
-          build/device/check_quantized_sdpa >"$OUT/ncu_turbo4_stalls.txt" 2>&1 || true
+          "$prof" >"$OUT/ncu_turbo4_stalls.txt" 2>&1 || true
       fi
       if [ -d build/device/variants ]; then
         bash "$ROOT/scripts/cuda/device.sh" decode >/dev/null 2>&1 || true
