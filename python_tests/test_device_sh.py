@@ -1,6 +1,8 @@
 """Functions of scripts/cuda/device.sh that edit or read files, run here
 (the device itself is not needed for them)."""
 
+import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -15,7 +17,14 @@ def function(name):
     """device.sh's definition of the function `name`."""
     lines = DEVICE_SH.read_text().splitlines()
     start = lines.index(f"{name}() {{")
-    return "\n".join(lines[start : lines.index("}", start) + 1])
+    end, heredoc = start, None
+    while heredoc or lines[end] != "}":
+        end += 1
+        if heredoc:
+            heredoc = None if lines[end] == heredoc else heredoc
+        elif m := re.search(r"<<-?'?(\w+)'?\s*$", lines[end]):
+            heredoc = m.group(1)
+    return "\n".join(lines[start : end + 1])
 
 
 def run_function(name, cwd, *args, env=None):
@@ -49,6 +58,8 @@ def other_lines(lists):
 
 
 def test_sdpa_first_lists_quantized_sdpa_first_once(tmp_path):
+    """quantized_sdpa.cu and the files of its kernels (quantized_sdpa_d64.cu,
+    ...), the longest of the build to compile, go first."""
     series_lists = ROOT / CUDA_LISTS
     if not series_lists.exists():
         pytest.fail("mlx/ has no CUDA backend: apply the series first")
@@ -59,9 +70,10 @@ def test_sdpa_first_lists_quantized_sdpa_first_once(tmp_path):
 
     run_function("sdpa_first", tmp_path)
     after = lists.read_text()
-    moved = "quantized_sdpa.cu"
-    # The same sources (and every other line), that one first.
-    assert sources(after) == [moved] + [n for n in sources(before) if n != moved]
+    moved = [n for n in sources(before) if re.fullmatch(r"quantized_sdpa\w*\.cu", n)]
+    assert "quantized_sdpa.cu" in moved
+    # The same sources (and every other line), those first.
+    assert sources(after) == moved + [n for n in sources(before) if n not in moved]
     assert other_lines(after) == other_lines(before)
 
     # A second run (a refresh of the same tree) changes nothing.
@@ -94,3 +106,27 @@ def test_sass_of_takes_the_functions_a_name_starts(tmp_path):
         "\t\tFunction : _Z4passIiEvT_",
         "        /*0000*/                   HMMA.16816.F32 R0, R4, R8, R0 ;",
     ]
+
+
+def test_quick_qmm_stubs_keep_the_sources_times(tmp_path):
+    """The quick build's stubs of the naive qmm kernels keep the times of the
+    files they replace: a refresh unpacks and stubs them again, and a newer
+    stub made ninja compile it again."""
+    qmm = tmp_path / "mlx/mlx/backend/cuda/quantized/qmm"
+    qmm.mkdir(parents=True)
+    (tmp_path / "build").mkdir()
+    original = "// kernels\n#include <x>\nQMM_NAIVE_GPU(16, true)\n"
+    source = qmm / "qmm_impl_naive_m16_k.cu"
+    env = {"QUICK_QMM": "1", "PATH": "/usr/bin:/bin"}
+    for _ in range(2):  # the build, then a refresh of the unpacked tree
+        source.write_text(original)
+        os.utime(source, (1_700_000_000, 1_700_000_000))
+        run_function("quick_qmm", tmp_path, env=env)
+        stub = source.read_text()
+        assert "is a stub in this build" in stub
+        assert "template void qmm_impl_naive<16, true>(" in stub
+        assert source.stat().st_mtime == 1_700_000_000
+    assert (tmp_path / "build/.quick-qmm").exists()
+    # A stub found in place is left as it is.
+    run_function("quick_qmm", tmp_path, env=env)
+    assert source.read_text() == stub

@@ -84,6 +84,10 @@ quick_qmm() {
     # A second build on the same tree finds the stubs already there.
     grep -q "is a stub in this build" "$f" && continue
     m=$(sed -n 's/^QMM_NAIVE_GPU(\(.*\))/\1/p' "$f")
+    # The stub keeps the time of the file it replaces (the archive's), so
+    # that a refresh, which unpacks and stubs it again, leaves its object be
+    # (2026-12-07: ninja compiled the six stubs again in a refresh).
+    stamp=$(stat -c %Y "$f")
     cat >"$f" <<STUB
 #include <optional>
 #include <stdexcept>
@@ -101,20 +105,37 @@ template void qmm_impl_naive<$m>(const array&, const array&, const array&,
     cu::CommandEncoder&);
 }
 STUB
+    touch -d "@$stamp" "$f"
   done
 }
 
-# quantized_sdpa.cu takes the longest of the build's files (on this 2-core
-# machine, 2026-12-07: cicc 149 s and ptxas 137 s for sm_90a alone), and it
-# came near the end of the CUDA sources, which ninja starts in about the
-# order the build lists them: a quick build on an H100 had all but it and
-# the links done after 540 s. The device's build lists it first among them (an edit
-# of the build, like the stubs above, not of the series).
+# The quantized SDPA's kernels take the longest of the build's files: in
+# one file, quantized_sdpa.cu, they took 132 s in cicc and 127 s in ptxas
+# for sm_90a on the 2-core machine (2026-12-07), and a quick build on an
+# H100 had all but it and the links done after 540 s, twice. The series now
+# builds them in a file per head dimension (quantized_sdpa_d64.cu, ...),
+# and the device's build lists those files first among the CUDA sources,
+# which ninja starts in about the order the build lists them (an edit of
+# the build, like the stubs above, not of the series).
 sdpa_first() {
   local f=mlx/mlx/backend/cuda/CMakeLists.txt
-  grep -q '^  PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/quantized_sdpa.cu$' "$f" && return 0
-  sed -i -e '\#^ *${CMAKE_CURRENT_SOURCE_DIR}/quantized_sdpa.cu$#d' \
-    -e 's#^  PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/allocator.cpp$#  PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/quantized_sdpa.cu\n          ${CMAKE_CURRENT_SOURCE_DIR}/allocator.cpp#' "$f"
+  grep -q '^  PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/quantized_sdpa' "$f" && return 0
+  awk '
+    /^ *\$\{CMAKE_CURRENT_SOURCE_DIR\}\/quantized_sdpa[_a-z0-9]*\.cu$/ {
+      sub(/^ */, ""); moved[n++] = $0; next
+    }
+    { rest[m++] = $0 }
+    END {
+      for (i = 0; i < m; i++) {
+        if (n && rest[i] ~ /^  PRIVATE \$\{CMAKE_CURRENT_SOURCE_DIR\}\/allocator\.cpp$/) {
+          print "  PRIVATE " moved[0]
+          for (j = 1; j < n; j++) print "          " moved[j]
+          sub(/^  PRIVATE /, "          ", rest[i])
+        }
+        print rest[i]
+      }
+    }' "$f" >"$f.first"
+  mv "$f.first" "$f"
 }
 
 # The system's libstdc++, preloaded by the steps that run MLX: libmlx.so
