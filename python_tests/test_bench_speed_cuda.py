@@ -31,3 +31,14 @@ def test_batches_are_parsed_as_counts_or_ragged_counts():
     for bad in ("0", "8x", "r", "-1"):
         with pytest.raises(argparse.ArgumentTypeError):
             bench.batch_spec(bad)
+
+
+def test_the_gpu_clocks_note_reads_nvidia_smi_csv():
+    csv = "1755 MHz, 1980 MHz, 310.52 W, 700.00 W, 0x0000000000000000\n"
+    note = bench.clock_note(csv)
+    assert note == (
+        "GPU after the runs: SM clock 1755 MHz (at most 1980 MHz), power "
+        "310.52 W of 700.00 W, clock throttle reasons 0x0000000000000000."
+    )
+    with pytest.raises(ValueError):
+        bench.clock_note("1755 MHz, 1980 MHz\n")

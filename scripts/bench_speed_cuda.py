@@ -543,6 +543,38 @@ def parse_case(text):
     return int(length), batch_spec(batch)
 
 
+CLOCK_FIELDS = (
+    "clocks.sm,clocks.max.sm,power.draw,power.limit,clocks_throttle_reasons.active"
+)
+
+
+def clock_note(csv):
+    """The note on the GPU's clocks from nvidia-smi's CSV (CLOCK_FIELDS,
+    noheader): two machines of one kind ran the same kernels 20% apart
+    (2026-12-07), so a table says what the card ran at."""
+    sm, max_sm, draw, limit, reasons = [
+        f.strip() for f in csv.splitlines()[0].split(",")
+    ]
+    return (
+        f"GPU after the runs: SM clock {sm} (at most {max_sm}), power {draw} "
+        f"of {limit}, clock throttle reasons {reasons}."
+    )
+
+
+def gpu_clocks():
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", f"--query-gpu={CLOCK_FIELDS}", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
+        return clock_note(out)
+    except (OSError, subprocess.SubprocessError, ValueError) as e:
+        return f"GPU clocks not read: {e}"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lengths", type=int, nargs="+", default=[4096, 32768, 131072])
@@ -599,6 +631,8 @@ def main():
         print(f"{kind} {env or ''}".strip(), flush=True)
         run_child(kind, kind_cases, args, env, table.add)
         table.write()
+    if args.device == "gpu":
+        table.notes.append(gpu_clocks())
     table.complete = True
     text = table.render()
     print(text)

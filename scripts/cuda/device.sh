@@ -209,6 +209,12 @@ case ${1:?step} in
     tar -xJf build/device/mlx.tar.xz -C mlx
     tar -xJf build/device/blas.tar.xz -C $BLAS
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+    # What tells two machines of one kind apart (2026-12-07: two H100s gave
+    # turbo4 at 128K 63.8 and 78.5 us from the same kernels, PyTorch's
+    # float16 decode the same): the SM clock and its limits, and the host.
+    nvidia-smi --query-gpu=clocks.sm,clocks.max.sm,clocks.mem,power.limit,pstate,clocks_throttle_reasons.active \
+      --format=csv || true
+    lscpu | grep -E '^Model name|^CPU max MHz' || true
     nvcc --version | tail -1
     $PY --version
     cmake --version | head -1
