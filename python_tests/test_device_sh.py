@@ -130,3 +130,22 @@ def test_quick_qmm_stubs_keep_the_sources_times(tmp_path):
     # A stub found in place is left as it is.
     run_function("quick_qmm", tmp_path, env=env)
     assert source.read_text() == stub
+
+
+def test_profiled_checker_is_the_series_then_another_then_none(tmp_path):
+    def profiled():
+        return run_function("profiled_checker", tmp_path).strip()
+
+    assert profiled() == ""
+    device = tmp_path / "build" / "device"
+    device.mkdir(parents=True)
+    assert profiled() == ""
+    other = device / "check_dp4a"
+    other.write_text("")
+    assert profiled() == ""  # not executable
+    other.chmod(0o755)
+    assert profiled() == "build/device/check_dp4a"
+    series = device / "check_quantized_sdpa"
+    series.write_text("")
+    series.chmod(0o755)
+    assert profiled() == "build/device/check_quantized_sdpa"

@@ -173,6 +173,21 @@ side_by_side() {
   done 2>&1 | tee "$OUT/$out"
 }
 
+# The checker whose turbo4 decode `first` profiles: the series' when it is
+# carried, else the first other checker carried, else none (no output). A
+# call that carried no checker once ended the steps beside the build here,
+# before the decode times (2026-12-07: `ls` of no match failed under
+# pipefail).
+profiled_checker() {
+  local c
+  for c in build/device/check_quantized_sdpa build/device/check_*; do
+    if [ -f "$c" ] && [ -x "$c" ]; then
+      echo "$c"
+      return 0
+    fi
+  done
+}
+
 # A new call finds mlx/ empty (a submodule's files do not travel), while a
 # machine still warm from an earlier call keeps build/cuda: a refresh unpacks
 # mlx/ and lets ninja relink it (10 s on 2026-12-06; without it, a bench on
@@ -408,10 +423,7 @@ case ${1:?step} in
       # -e): on 2026-12-06 a checker that ran past its 240 s left no decode
       # times and no profile. The profile and the variants go first, and the
       # checkers get what is left of the build's time.
-      # The profile is of the series' checker when it is carried, else of
-      # the first other checker carried.
-      prof=build/device/check_quantized_sdpa
-      [ -x "$prof" ] || prof=$(ls build/device/check_* 2>/dev/null | head -1)
+      prof=$(profiled_checker)
       if command -v ncu >/dev/null && [ -n "$prof" ]; then
         echo "$prof" >"$OUT/ncu_of.txt"
         QSDPA_PROFILE=turbo4 timeout 90 ncu --set full -k regex:mma_pass1 \
@@ -431,6 +443,7 @@ case ${1:?step} in
         bash "$ROOT/scripts/cuda/device.sh" tiled >/dev/null 2>&1 || true
       fi
       for c in build/device/check_*; do
+        [ -x "$c" ] || continue
         left=$((530 - $(date +%s) + t0))
         timeout $((left > 60 ? left : 60)) "$c" >"$OUT/$(basename "$c").txt" 2>&1 || true
       done

@@ -12,6 +12,14 @@ that could tell the two apart:
   the caches of its other four formats alive as it holds them;
 - together, one cache: the same with only the turbo4 cache alive;
 - alone: each call evaluated and waited for (mx.synchronize) on its own;
+- together, made on the device: the second way over a turbo4 cache quantized
+  on the device instead, as mlx-lm quantizes its caches.
+
+The other ways' caches are quantized on the CPU, as bench_speed_cuda.py's were
+until 2026-12-07. On CUDA, MLX gives an array made on the CPU managed memory
+(cudaMallocManaged) and a kernel's output on the GPU device memory. On an
+H100 (2026-12-07, results/mlx_overhead_h100.md) the two took the same time
+within the runs' spread: 73.7 against 73.8 us a call at 128K keys.
 
 each in a process with CUDA graphs on and one with them off
 (MLX_USE_CUDA_GRAPHS, which MLX reads once a process).
@@ -37,7 +45,7 @@ from bench_speed_cuda import (  # noqa: E402
     median_per_call,
 )
 
-WAYS = ("together", "together, one cache", "alone")
+WAYS = ("together", "together, one cache", "alone", "together, made on the device")
 
 
 def child(args):
@@ -56,7 +64,8 @@ def child(args):
             vp = mx.quantize(v, **vf, stream=mx.cpu)
             mx.eval(kp, vp)
             packed[name] = (kp, vp)
-        mx.eval(q)
+        on_device = [mx.quantize(a, mode="turbo4") for a in (k, v)]
+        mx.eval(q, on_device)
         del k, v
         kp, vp = packed["turbo4"]
 
@@ -85,6 +94,8 @@ def child(args):
         mx.clear_cache()
         times["together, one cache"] = median_per_call(together)
         times["alone"] = median_per_call(alone)
+        kp, vp = on_device
+        times["together, made on the device"] = median_per_call(together)
         print(json.dumps({"length": length, **{w: t * 1e6 for w, t in times.items()}}))
         sys.stdout.flush()
 
