@@ -153,10 +153,9 @@ def bench(length, dtype, group, args, emit):
         return
     group, _, tiled = group.partition(" ")
     fmt = FORMATS[group]
-    # On the GPU quantized on the CPU, as in bench_speed_cuda.py.
-    stream = mx.cpu if args.device == "gpu" else None
-    k_parts = mx.quantize(k, **fmt, stream=stream)
-    v_parts = mx.quantize(v, **fmt, stream=stream)
+    # Quantized on the device that attends, as in bench_speed_cuda.py.
+    k_parts = mx.quantize(k, **fmt)
+    v_parts = mx.quantize(v, **fmt)
     mx.eval(k_parts, v_parts)
     del k, v
     kwargs = dict(scale=scale, causal=True, **fmt)
@@ -314,7 +313,7 @@ class Table:
                 + (f"{CUDNN}={cudnn}" if cudnn is not None else f"{CUDNN} unset")
                 + " (MLX's SDPA takes 512 queries only through cuDNN: sdpa kernel "
                 "means cuDNN, ops means the materialized scores); the caches were "
-                "quantized on the CPU; dequant+sdpa = mx.dequantize of K and V, "
+                "quantized on the GPU; dequant+sdpa = mx.dequantize of K and V, "
                 "then mx.fast.scaled_dot_product_attention; fused = the call as "
                 "MLX runs it (with cuDNN on: cuDNN over chunks of decoded keys and "
                 f"values), tiled = the same call with {TILED}=0 (the tiled "
