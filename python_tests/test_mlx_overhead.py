@@ -28,4 +28,4 @@ def test_every_way_is_timed_with_graphs_on_and_off(tmp_path):
     ]
     for r in rows:
         times = [float(x) for x in r[2:]]
-        assert len(times) == 4 and all(t > 0 for t in times)
+        assert len(times) == 6 and all(t > 0 for t in times)

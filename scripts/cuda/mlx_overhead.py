@@ -13,16 +13,23 @@ that could tell the two apart:
 - together, one cache: the same with only the turbo4 cache alive;
 - alone: each call evaluated and waited for (mx.synchronize) on its own;
 - together, made on the device: the second way over a turbo4 cache quantized
-  on the device instead, as mlx-lm quantizes its caches.
-
-The other ways' caches are quantized on the CPU, as bench_speed_cuda.py's were
-until 2026-12-07. On CUDA, MLX gives an array made on the CPU managed memory
-(cudaMallocManaged) and a kernel's output on the GPU device memory. On an
-H100 (2026-12-07, results/mlx_overhead_h100.md) the two took the same time
-within the runs' spread: 73.7 against 73.8 us a call at 128K keys.
+  on the device instead, as mlx-lm quantizes its caches;
+- chained, made on the device: each call's output is the next call's query,
+  then one eval: the calls run one after another, as a model's layers do
+  (the 20 calls issued together do not depend on each other, so a CUDA
+  graph may run their kernels at once);
+- pipelined, made on the device: each call handed to mx.async_eval as it is
+  made (a graph of its own, launched while the next is encoded, as mlx-lm's
+  generation overlaps its steps), then one eval of them all;
 
 each in a process with CUDA graphs on and one with them off
 (MLX_USE_CUDA_GRAPHS, which MLX reads once a process).
+
+The first three ways' caches are quantized on the CPU, as bench_speed_cuda.py's
+were until 2026-12-07. On CUDA, MLX gives an array made on the CPU managed
+memory (cudaMallocManaged) and a kernel's output on the GPU device memory. On
+an H100 (2026-12-07, results/mlx_overhead_h100.md) the two took the same time
+within the runs' spread: 73.7 against 73.8 us a call at 128K keys.
 
     mlx_overhead.py [--lengths 4096 32768 131072] [--device gpu|cpu]
                     [--out FILE]
@@ -45,7 +52,14 @@ from bench_speed_cuda import (  # noqa: E402
     median_per_call,
 )
 
-WAYS = ("together", "together, one cache", "alone", "together, made on the device")
+WAYS = (
+    "together",
+    "together, one cache",
+    "alone",
+    "together, made on the device",
+    "chained, made on the device",
+    "pipelined, made on the device",
+)
 
 
 def child(args):
@@ -69,7 +83,7 @@ def child(args):
         del k, v
         kp, vp = packed["turbo4"]
 
-        def attend():
+        def attend(q=q):
             return mx.fast.quantized_scaled_dot_product_attention(
                 q,
                 kp[0],
@@ -89,6 +103,19 @@ def child(args):
                 mx.eval(attend())
                 mx.synchronize()
 
+        def chained():
+            out = q
+            for _ in range(CALLS):
+                out = attend(out)
+            mx.eval(out)
+
+        def pipelined():
+            outs = []
+            for _ in range(CALLS):
+                outs.append(attend())
+                mx.async_eval(outs[-1])
+            mx.eval(outs)
+
         times = {"together": median_per_call(together)}
         packed = {"turbo4": packed["turbo4"]}
         mx.clear_cache()
@@ -96,6 +123,8 @@ def child(args):
         times["alone"] = median_per_call(alone)
         kp, vp = on_device
         times["together, made on the device"] = median_per_call(together)
+        times["chained, made on the device"] = median_per_call(chained)
+        times["pipelined, made on the device"] = median_per_call(pipelined)
         print(json.dumps({"length": length, **{w: t * 1e6 for w, t in times.items()}}))
         sys.stdout.flush()
 
