@@ -42,3 +42,21 @@ def test_the_gpu_clocks_note_reads_nvidia_smi_csv():
     )
     with pytest.raises(ValueError):
         bench.clock_note("1755 MHz, 1980 MHz\n")
+
+
+def test_chained_calls_take_the_output_before_as_their_query():
+    seen = []
+
+    def step(q):
+        out = q + 1
+        seen.append((q, out))
+        return out
+
+    q = mx.zeros((2,))
+    assert bench.chained_seconds_per_call(step, q, rounds=1, calls=3) > 0
+    # A batch to warm up, then the timed one.
+    assert len(seen) == 6
+    for batch in (seen[:3], seen[3:]):
+        assert batch[0][0] is q
+        for (_, out), (query, _) in zip(batch, batch[1:]):
+            assert query is out

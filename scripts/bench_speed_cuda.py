@@ -20,7 +20,10 @@ it times:
 
 Every row is timed the same way: the median over rounds of the wall time of
 a batch of calls issued together and waited for, divided by the number of
-calls, so launch overheads are amortized. GB/s counts the K/V bytes (scales
+calls, so launch overheads are amortized. The calls of a batch are
+independent, so MLX's CUDA graph may run their kernels at once; with
+--chained each call's query is the output of the call before it, so they run
+one after another, as a model's layers do (for MLX and torch alike). GB/s counts the K/V bytes (scales
 and biases included) that a call must read. Speed-ups are against the
 fastest float16 row of the same length and batch.
 
@@ -35,6 +38,7 @@ after each group, so an interrupted run leaves what it measured.
 
     bench_speed_cuda.py [--lengths 4096 32768 131072] [--batches 1 8r]
                         [--out results/speed_cuda.md] [--device gpu|cpu]
+                        [--chained]
 
 --device cpu runs everything on the CPU (to try the script without a GPU).
 """
@@ -86,6 +90,21 @@ def seconds_per_call(fn, rounds=7, calls=CALLS):
     import mlx.core as mx
 
     return median_per_call(lambda: mx.eval([fn() for _ in range(calls)]), calls, rounds)
+
+
+def chained_seconds_per_call(step, q, rounds=7, calls=CALLS):
+    """Seconds per call of step (an MLX function of a query that returns an
+    output of the query's shape), `calls` calls each of whose query is the
+    output of the call before, then one mx.eval."""
+    import mlx.core as mx
+
+    def batch():
+        out = q
+        for _ in range(calls):
+            out = step(out)
+        mx.eval(out)
+
+    return median_per_call(batch, calls, rounds)
 
 
 def copy_bandwidth(size=256 * 2**20):
@@ -153,11 +172,15 @@ def report_row(case, name, seconds, read, f16, graph="", error=None):
     )
 
 
-def mlx_row(case, name, fn, read, f16, rounds=7):
-    """Times fn (an MLX function) and reports it; an exception becomes a note."""
+def mlx_row(case, name, step, q, read, f16, chained, rounds=7):
+    """Times step (an MLX function of the query q) and reports it, its calls
+    chained or not; an exception becomes a note."""
     try:
-        graph = graph_of(fn())
-        seconds = seconds_per_call(fn, rounds)
+        graph = graph_of(step(q))
+        if chained:
+            seconds = chained_seconds_per_call(step, q, rounds)
+        else:
+            seconds = seconds_per_call(lambda: step(q), rounds)
     except Exception as e:
         report_row(case, name, None, read, f16, error=f"{type(e).__name__}: {e}")
         return
@@ -208,11 +231,13 @@ def child_f16(args):
         mlx_row(
             case,
             f"MLX f16 sdpa, cuDNN {label}",
-            lambda: mx.fast.scaled_dot_product_attention(
+            lambda q: mx.fast.scaled_dot_product_attention(
                 q, k, v, scale=DIM**-0.5, mask=keep
             ),
+            q,
             k.nbytes + v.nbytes,
             True,
+            args.chained,
         )
         del q, k, v
         mx.clear_cache()
@@ -268,14 +293,16 @@ def child_quantized(args):
                 )
 
             read = sum(a.nbytes for a in (*kp, *vp))
-            mlx_row(case, f"{name} fused", lambda: attend(q), read, False)
+            mlx_row(case, f"{name} fused", attend, q, read, False, args.chained)
             if name in FALLBACKS:
                 mlx_row(
                     case,
                     f"{name} fallback",
-                    lambda: mx.vjp(attend, [q], [mx.zeros_like(q)])[0][0],
+                    lambda q: mx.vjp(attend, [q], [mx.zeros_like(q)])[0][0],
+                    q,
                     read,
                     False,
+                    args.chained,
                     rounds=3,
                 )
             del kp, vp, attend
@@ -324,13 +351,19 @@ def child_torch(args):
             keep = torch.arange(length, device=device) >= starts.view(-1, 1, 1, 1)
         read = 2 * k.numel() * k.element_size()
 
-        def call():
+        def call(q):
             return F.scaled_dot_product_attention(
                 q, k, v, attn_mask=keep, scale=DIM**-0.5, enable_gqa=True
             )
 
         def batch_of_calls():
-            outs = [call() for _ in range(CALLS)]
+            if args.chained:
+                out = q
+                for _ in range(CALLS):
+                    out = call(out)
+                outs = [out]
+            else:
+                outs = [call(q) for _ in range(CALLS)]
             sync()
             return outs
 
@@ -363,7 +396,8 @@ def run_child(kind, cases, args, env=None, on_message=None):
     remaining = list(cases)
     while remaining:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child", kind]
-        cmd += ["--device", args.device, "--cases"]
+        cmd += ["--device", args.device] + (["--chained"] if args.chained else [])
+        cmd += ["--cases"]
         cmd += [f"{length}:{batch}" for length, batch in remaining]
         child_env = dict(os.environ, **(env or {}))
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=child_env)
@@ -473,8 +507,9 @@ class Table:
             "of their own lengths (L/B to L keys, left-padded to L and masked per "
             "sequence; every row reads the padded cache). The quantized rows repeat "
             "one sequence's packed cache B times. Median time per call "
-            f"over rounds of {CALLS} calls issued together (wall clock, the same for "
-            "MLX and torch); x = speed-up over the fastest float16 row of the same "
+            f"over rounds of {CALLS} calls issued together"
+            + (", each call's query the output of the one before" if a.chained else "")
+            + " (wall clock, the same for MLX and torch); x = speed-up over the fastest float16 row of the same "
             "L and B (marked *); GB/s = K/V bytes read per second. "
             + (
                 f"Copy bandwidth of the card in the same run: {copy / 1e9:.0f} GB/s "
@@ -597,6 +632,11 @@ def main():
         help="seconds a child process may spend on one case before it is killed",
     )
     parser.add_argument("--no-torch", action="store_true", help="leave torch out")
+    parser.add_argument(
+        "--chained",
+        action="store_true",
+        help="each call's query is the output of the call before it",
+    )
     # Internal: what a child process runs.
     parser.add_argument(
         "--child", choices=["copy", "f16", "quantized", "torch"], help=argparse.SUPPRESS

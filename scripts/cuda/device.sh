@@ -10,7 +10,9 @@
 #                       the run carries mlx-lm/, the mlx-lm series' cache tests
 #                       (test_cudnn: the prefill tests with cuDNN on only;
 #                       test_rest: the others)
-#   device.sh bench     scripts/bench_speed_cuda.py
+#   device.sh bench     scripts/bench_speed_cuda.py (bench_chained: with
+#                       --chained, each call's query the output of the one
+#                       before)
 #   device.sh overhead  scripts/cuda/mlx_overhead.py (an MLX decode call's time
 #                       beyond its kernels)
 #   device.sh prefill   scripts/bench_prefill.py --device gpu
@@ -355,14 +357,17 @@ case ${1:?step} in
       done
     fi
     ;;
-  bench)
+  bench | bench_chained)
     mlx_env
     # cuDNN's SDPA crashed on float16 decode on one machine: the script times
     # MLX's float16 SDPA with cuDNN on and off in processes of their own; the
     # quantized rows (whose fallback attends through MLX's SDPA) run with it
-    # off.
+    # off. bench_chained: each call's query is the output of the one before
+    # (speed_cuda_chained.md).
     export MLX_CUDA_USE_CUDNN_SDPA=0
-    $PY scripts/bench_speed_cuda.py --out "$OUT/speed_cuda.md"
+    chained=()
+    [ "$1" = bench_chained ] && chained=(--chained)
+    $PY scripts/bench_speed_cuda.py "${chained[@]}" --out "$OUT/${1/bench/speed_cuda}.md"
     ;;
   overhead)
     mlx_env
