@@ -247,9 +247,9 @@ def child_quantized(args):
     """The quantized rows. Each format quantizes one sequence's cache on the
     device the rows run on, as mlx-lm's caches are quantized, and repeats it
     for every sequence of the batch. (Until 2026-12-07 they were quantized
-    on the CPU, into the managed memory MLX gives an array made there; the
-    decode took the same time over either on an H100, as
-    scripts/cuda/mlx_overhead.py shows.)"""
+    on the CPU, into the managed memory MLX gives an array made there;
+    scripts/cuda/mlx_overhead.py found no consistent difference on an
+    H100.)"""
     import mlx.core as mx
 
     scale = DIM**-0.5

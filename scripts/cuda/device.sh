@@ -367,7 +367,7 @@ case ${1:?step} in
     export MLX_CUDA_USE_CUDNN_SDPA=0
     chained=()
     [ "$1" = bench_chained ] && chained=(--chained)
-    $PY scripts/bench_speed_cuda.py "${chained[@]}" --out "$OUT/${1/bench/speed_cuda}.md"
+    $PY scripts/bench_speed_cuda.py ${chained[@]+"${chained[@]}"} --out "$OUT/${1/bench/speed_cuda}.md"
     ;;
   overhead)
     mlx_env

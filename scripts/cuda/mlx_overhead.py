@@ -28,8 +28,9 @@ each in a process with CUDA graphs on and one with them off
 The first three ways' caches are quantized on the CPU, as bench_speed_cuda.py's
 were until 2026-12-07. On CUDA, MLX gives an array made on the CPU managed
 memory (cudaMallocManaged) and a kernel's output on the GPU device memory. On
-an H100 (2026-12-07, results/mlx_overhead_h100.md) the two took the same time
-within the runs' spread: 73.7 against 73.8 us a call at 128K keys.
+an H100 (2026-12-07, results/mlx_overhead_h100_memory.md) the second and fourth
+ways differed by 5-10 us either way, as much as runs of one way differ. The
+cache made on the device is alive in every way.
 
     mlx_overhead.py [--lengths 4096 32768 131072] [--device gpu|cpu]
                     [--out FILE]
