@@ -22,9 +22,10 @@ Every row is timed the same way: the median over rounds of the wall time of
 a batch of calls issued together and waited for, divided by the number of
 calls, so launch overheads are amortized. The calls of a batch are
 independent, so MLX's CUDA graph may run their kernels at once; with
---chained each call's query is the output of the call before it, so they run
-one after another, as a model's layers do (for MLX and torch alike). GB/s counts the K/V bytes (scales
-and biases included) that a call must read. Speed-ups are against the
+--chained each call's query is the output of the call before it, so they
+run one after another, as a model's layers do (for MLX and torch alike).
+GB/s counts the K/V bytes (scales and biases included) that a call must
+read. Speed-ups are against the
 fastest float16 row of the same length and batch.
 
 Each group of rows runs in a process of its own: MLX reads
@@ -509,8 +510,8 @@ class Table:
             "one sequence's packed cache B times. Median time per call "
             f"over rounds of {CALLS} calls issued together"
             + (", each call's query the output of the one before" if a.chained else "")
-            + " (wall clock, the same for MLX and torch); x = speed-up over the fastest float16 row of the same "
-            "L and B (marked *); GB/s = K/V bytes read per second. "
+            + " (wall clock, the same for MLX and torch); x = speed-up over the "
+            "fastest float16 row of the same L and B (marked *); GB/s = K/V bytes read per second. "
             + (
                 f"Copy bandwidth of the card in the same run: {copy / 1e9:.0f} GB/s "
                 "(read + write)."

@@ -365,9 +365,11 @@ case ${1:?step} in
     # off. bench_chained: each call's query is the output of the one before
     # (speed_cuda_chained.md).
     export MLX_CUDA_USE_CUDNN_SDPA=0
-    chained=()
-    [ "$1" = bench_chained ] && chained=(--chained)
-    $PY scripts/bench_speed_cuda.py ${chained[@]+"${chained[@]}"} --out "$OUT/${1/bench/speed_cuda}.md"
+    case $1 in
+      bench_chained) chained=--chained ;;
+      *) chained= ;;
+    esac
+    $PY scripts/bench_speed_cuda.py $chained --out "$OUT/${1/bench/speed_cuda}.md"
     ;;
   overhead)
     mlx_env
