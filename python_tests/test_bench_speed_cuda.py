@@ -60,3 +60,24 @@ def test_chained_calls_take_the_output_before_as_their_query():
         assert batch[0][0] is q
         for (_, out), (query, _) in zip(batch, batch[1:]):
             assert query is out
+
+
+def test_pipelined_calls_go_to_async_eval_as_they_are_made(monkeypatch):
+    handed = []
+    monkeypatch.setattr(mx, "async_eval", lambda *a: handed.append(a[0]))
+    made = []
+
+    def call():
+        made.append(mx.ones((2,)) + len(made))
+        # Each call before it was handed over first.
+        assert len(handed) == len(made) - 1
+        return made[-1]
+
+    assert bench.pipelined_seconds_per_call(call, rounds=1, calls=3) > 0
+    assert handed == made and len(made) == 6
+
+
+def test_every_timing_has_a_note_and_reaches_the_children():
+    assert set(bench.TIMING_NOTES) == {"together", "chained", "pipelined"}
+    text = (ROOT / "scripts" / "bench_speed_cuda.py").read_text()
+    assert '"--timing", args.timing' in text

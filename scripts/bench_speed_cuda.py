@@ -21,9 +21,12 @@ it times:
 Every row is timed the same way: the median over rounds of the wall time of
 a batch of calls issued together and waited for, divided by the number of
 calls, so launch overheads are amortized. The calls of a batch are
-independent, so MLX's CUDA graph may run their kernels at once; with
---chained each call's query is the output of the call before it, so they
-run one after another, as a model's layers do (for MLX and torch alike).
+independent, so MLX's CUDA graph may run their kernels at once. With
+--timing chained each call's query is the output of the call before it, so
+they run one after another, as a model's layers do (for MLX and torch
+alike). With --timing pipelined each MLX call goes to mx.async_eval as it
+is made, so that its graph runs while the next call is encoded, as mlx-lm's
+generation overlaps its steps (torch's calls run as they are made anyway).
 GB/s counts the K/V bytes (scales and biases included) that a call must
 read. Speed-ups are against the
 fastest float16 row of the same length and batch.
@@ -39,7 +42,7 @@ after each group, so an interrupted run leaves what it measured.
 
     bench_speed_cuda.py [--lengths 4096 32768 131072] [--batches 1 8r]
                         [--out results/speed_cuda.md] [--device gpu|cpu]
-                        [--chained]
+                        [--timing together|chained|pipelined]
 
 --device cpu runs everything on the CPU (to try the script without a GPU).
 """
@@ -69,6 +72,12 @@ FORMATS = {
 FALLBACKS = ("turbo4", "affine4 g64")
 CUDNN = "MLX_CUDA_USE_CUDNN_SDPA"
 TORCH_BACKENDS = ("FLASH_ATTENTION", "CUDNN_ATTENTION", "EFFICIENT_ATTENTION")
+# What the table's notes add about the calls of a batch, for each --timing.
+TIMING_NOTES = {
+    "together": "",
+    "chained": ", each call's query the output of the one before",
+    "pipelined": ", each MLX call handed to mx.async_eval as it was made",
+}
 # Lines of a child's standard output that carry results start with this.
 TAG = "@bench "
 
@@ -104,6 +113,22 @@ def chained_seconds_per_call(step, q, rounds=7, calls=CALLS):
         for _ in range(calls):
             out = step(out)
         mx.eval(out)
+
+    return median_per_call(batch, calls, rounds)
+
+
+def pipelined_seconds_per_call(fn, rounds=7, calls=CALLS):
+    """Seconds per call of an MLX function, each of `calls` calls handed to
+    mx.async_eval as it is made (so the GPU runs it while the next is
+    encoded, as mlx-lm's generation overlaps its steps), then one mx.eval."""
+    import mlx.core as mx
+
+    def batch():
+        outs = []
+        for _ in range(calls):
+            outs.append(fn())
+            mx.async_eval(outs[-1])
+        mx.eval(outs)
 
     return median_per_call(batch, calls, rounds)
 
@@ -173,13 +198,15 @@ def report_row(case, name, seconds, read, f16, graph="", error=None):
     )
 
 
-def mlx_row(case, name, step, q, read, f16, chained, rounds=7):
+def mlx_row(case, name, step, q, read, f16, timing, rounds=7):
     """Times step (an MLX function of the query q) and reports it, its calls
-    chained or not; an exception becomes a note."""
+    issued as `timing` says (--timing); an exception becomes a note."""
     try:
         graph = graph_of(step(q))
-        if chained:
+        if timing == "chained":
             seconds = chained_seconds_per_call(step, q, rounds)
+        elif timing == "pipelined":
+            seconds = pipelined_seconds_per_call(lambda: step(q), rounds)
         else:
             seconds = seconds_per_call(lambda: step(q), rounds)
     except Exception as e:
@@ -238,7 +265,7 @@ def child_f16(args):
             q,
             k.nbytes + v.nbytes,
             True,
-            args.chained,
+            args.timing,
         )
         del q, k, v
         mx.clear_cache()
@@ -294,7 +321,7 @@ def child_quantized(args):
                 )
 
             read = sum(a.nbytes for a in (*kp, *vp))
-            mlx_row(case, f"{name} fused", attend, q, read, False, args.chained)
+            mlx_row(case, f"{name} fused", attend, q, read, False, args.timing)
             if name in FALLBACKS:
                 mlx_row(
                     case,
@@ -303,7 +330,7 @@ def child_quantized(args):
                     q,
                     read,
                     False,
-                    args.chained,
+                    args.timing,
                     rounds=3,
                 )
             del kp, vp, attend
@@ -358,7 +385,7 @@ def child_torch(args):
             )
 
         def batch_of_calls():
-            if args.chained:
+            if args.timing == "chained":
                 out = q
                 for _ in range(CALLS):
                     out = call(out)
@@ -397,7 +424,7 @@ def run_child(kind, cases, args, env=None, on_message=None):
     remaining = list(cases)
     while remaining:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child", kind]
-        cmd += ["--device", args.device] + (["--chained"] if args.chained else [])
+        cmd += ["--device", args.device, "--timing", args.timing]
         cmd += ["--cases"]
         cmd += [f"{length}:{batch}" for length, batch in remaining]
         child_env = dict(os.environ, **(env or {}))
@@ -509,7 +536,7 @@ class Table:
             "sequence; every row reads the padded cache). The quantized rows repeat "
             "one sequence's packed cache B times. Median time per call "
             f"over rounds of {CALLS} calls issued together"
-            + (", each call's query the output of the one before" if a.chained else "")
+            + TIMING_NOTES[a.timing]
             + " (wall clock, the same for MLX and torch); x = speed-up over the "
             "fastest float16 row of the same L and B (marked *); GB/s = K/V bytes read per second. "
             + (
@@ -634,9 +661,12 @@ def main():
     )
     parser.add_argument("--no-torch", action="store_true", help="leave torch out")
     parser.add_argument(
-        "--chained",
-        action="store_true",
-        help="each call's query is the output of the call before it",
+        "--timing",
+        choices=sorted(TIMING_NOTES),
+        default="together",
+        help="how a batch's calls are issued: independent (together), each "
+        "call's query the output of the call before (chained), or each MLX call "
+        "handed to mx.async_eval as it is made (pipelined)",
     )
     # Internal: what a child process runs.
     parser.add_argument(

@@ -10,9 +10,10 @@
 #                       the run carries mlx-lm/, the mlx-lm series' cache tests
 #                       (test_cudnn: the prefill tests with cuDNN on only;
 #                       test_rest: the others)
-#   device.sh bench     scripts/bench_speed_cuda.py (bench_chained: with
-#                       --chained, each call's query the output of the one
-#                       before)
+#   device.sh bench     scripts/bench_speed_cuda.py (bench_chained: each
+#                       call's query the output of the one before;
+#                       bench_pipelined: each MLX call to mx.async_eval as
+#                       it is made)
 #   device.sh overhead  scripts/cuda/mlx_overhead.py (an MLX decode call's time
 #                       beyond its kernels)
 #   device.sh prefill   scripts/bench_prefill.py --device gpu
@@ -357,19 +358,18 @@ case ${1:?step} in
       done
     fi
     ;;
-  bench | bench_chained)
+  bench | bench_chained | bench_pipelined)
     mlx_env
     # cuDNN's SDPA crashed on float16 decode on one machine: the script times
     # MLX's float16 SDPA with cuDNN on and off in processes of their own; the
     # quantized rows (whose fallback attends through MLX's SDPA) run with it
-    # off. bench_chained: each call's query is the output of the one before
-    # (speed_cuda_chained.md).
+    # off. bench_chained and bench_pipelined: the calls issued as
+    # --timing chained or pipelined says (speed_cuda_chained.md,
+    # speed_cuda_pipelined.md).
     export MLX_CUDA_USE_CUDNN_SDPA=0
-    case $1 in
-      bench_chained) chained=--chained ;;
-      *) chained= ;;
-    esac
-    $PY scripts/bench_speed_cuda.py $chained --out "$OUT/${1/bench/speed_cuda}.md"
+    timing=${1#bench_}
+    [ "$timing" = bench ] && timing=together
+    $PY scripts/bench_speed_cuda.py --timing $timing --out "$OUT/${1/bench/speed_cuda}.md"
     ;;
   overhead)
     mlx_env
