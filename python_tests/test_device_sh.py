@@ -149,3 +149,17 @@ def test_profiled_checker_is_the_series_then_another_then_none(tmp_path):
     series.write_text("")
     series.chmod(0o755)
     assert profiled() == "build/device/check_quantized_sdpa"
+
+
+def test_each_bench_step_names_one_of_the_benchmarks_timings(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from bench_speed_cuda import TIMING_NOTES
+
+    arms = re.search(r"^  (bench[^)]*)\)$", DEVICE_SH.read_text(), re.M).group(1)
+    steps = [s.strip() for s in arms.split("|")]
+    assert steps == ["bench", "bench_chained", "bench_pipelined"]
+    timings = [run_function("bench_timing", tmp_path, s).strip() for s in steps]
+    assert timings == ["together", "chained", "pipelined"]
+    assert set(timings) == set(TIMING_NOTES)

@@ -220,6 +220,15 @@ jit_headers() {
   cp -r build/deps/cccl/include/cuda build/deps/cccl/include/nv $dir/
 }
 
+# The benchmark's --timing for a bench step (bench, bench_chained,
+# bench_pipelined).
+bench_timing() {
+  case $1 in
+    bench) echo together ;;
+    bench_*) echo "${1#bench_}" ;;
+  esac
+}
+
 case ${1:?step} in
   setup)
     mkdir -p build mlx $BLAS
@@ -367,9 +376,8 @@ case ${1:?step} in
     # --timing chained or pipelined says (speed_cuda_chained.md,
     # speed_cuda_pipelined.md).
     export MLX_CUDA_USE_CUDNN_SDPA=0
-    timing=${1#bench_}
-    [ "$timing" = bench ] && timing=together
-    $PY scripts/bench_speed_cuda.py --timing $timing --out "$OUT/${1/bench/speed_cuda}.md"
+    $PY scripts/bench_speed_cuda.py --timing "$(bench_timing $1)" \
+      --out "$OUT/${1/bench/speed_cuda}.md"
     ;;
   overhead)
     mlx_env
