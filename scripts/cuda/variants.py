@@ -53,15 +53,18 @@ VARIANTS = {
     ],
     "merge_loads": ["results/cuda_decode_merge_loads.diff"],
     "first_tile": ["results/cuda_decode_first_tile.diff"],
+    "partials": ["results/cuda_decode_partials.diff"],
     "ends": [
         "results/cuda_decode_merge_loads.diff",
         "results/cuda_decode_first_tile.diff",
+        "results/cuda_decode_partials.diff",
     ],
     "all": [
         "results/cuda_decode_nobranch.diff",
         "results/cuda_decode_dp4a.diff",
         "results/cuda_decode_merge_loads.diff",
         "results/cuda_decode_first_tile.diff",
+        "results/cuda_decode_partials.diff",
     ],
 }
 
