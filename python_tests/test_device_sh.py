@@ -163,3 +163,37 @@ def test_each_bench_step_names_one_of_the_benchmarks_timings(tmp_path):
     timings = [run_function("bench_timing", tmp_path, s).strip() for s in steps]
     assert timings == ["together", "chained", "pipelined"]
     assert set(timings) == set(TIMING_NOTES)
+
+
+def test_side_by_side_runs_each_twice_and_skips_past_its_deadline(tmp_path):
+    log = tmp_path / "ran"
+    programs = []
+    for name in ("time_a", "time_b"):
+        program = tmp_path / name
+        program.write_text(f"#!/bin/sh\necho {name} >> {log}\n")
+        program.chmod(0o755)
+        programs.append(str(program))
+    env = dict(os.environ, OUT=str(tmp_path))
+    env.pop("DEADLINE", None)
+    run_function("side_by_side", tmp_path, "times.txt", *programs, env=env)
+    assert log.read_text().split() == ["time_a", "time_b"] * 2
+    text = (tmp_path / "times.txt").read_text()
+    assert "== time_a round 2" in text and "skipped" not in text
+
+    log.unlink()
+    env["DEADLINE"] = "0"
+    run_function("side_by_side", tmp_path, "times.txt", *programs, env=env)
+    assert not log.exists()
+    text = (tmp_path / "times.txt").read_text()
+    assert text.count("skipped: the call's deadline") == 4
+
+
+def test_first_gives_the_variants_a_deadline():
+    text = DEVICE_SH.read_text()
+    first = text[text.index("  first)") :]
+    for step in ("decode", "tiled"):
+        assert re.search(
+            r"DEADLINE=\$\(\(t0 \+ \d+\)\) bash \"\$ROOT/scripts/cuda/device.sh\" "
+            + step,
+            first,
+        ), step
