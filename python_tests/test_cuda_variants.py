@@ -72,13 +72,16 @@ def test_each_variant_gets_the_checkers_device_sh_runs(tmp_path):
     assert len(variants.commands("base", tree, tmp_path, full=False)) == 1
 
 
-def test_dry_run_prints_every_variants_commands(tmp_path):
-    p = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "cuda" / "variants.py")]
-        + ["--dry-run", "--executor", "--out", str(tmp_path)],
+def run_variants(*args):
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "cuda" / "variants.py"), *args],
         capture_output=True,
         text=True,
     )
+
+
+def test_dry_run_prints_every_variants_commands(tmp_path):
+    p = run_variants("--dry-run", "--executor", "--out", str(tmp_path))
     assert p.returncode == 0, p.stderr
     lines = p.stdout.splitlines()
     for name in variants.VARIANTS:
@@ -88,10 +91,5 @@ def test_dry_run_prints_every_variants_commands(tmp_path):
 
 
 def test_an_unknown_variant_is_refused(tmp_path):
-    p = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "cuda" / "variants.py")]
-        + ["--dry-run", "nosuch", "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-    )
+    p = run_variants("--dry-run", "nosuch", "--out", str(tmp_path))
     assert p.returncode == 2 and "unknown variants ['nosuch']" in p.stderr
