@@ -41,31 +41,24 @@ from cuda_run import HEADERS  # noqa: E402 (the headers the checker includes)
 CHECKER = "scripts/cuda/check_quantized_sdpa.cu"
 SHIM = "scripts/cuda/run/cuda_shim.h"
 
+
+def parked(name):
+    """A parked decode diff of results/."""
+    return f"results/cuda_decode_{name}.diff"
+
+
 # The variants a lease times, each the diffs of results/ applied in turn on
 # the series (results/cuda_decode_nobranch.txt and
 # results/cuda_decode_fixed_cost.txt say what each changes).
+NOBRANCH_DP4A = [parked("nobranch"), parked("dp4a")]
+ENDS = [parked("merge_loads"), parked("first_tile"), parked("partials")]
 VARIANTS = {
     "base": [],
-    "nobranch": ["results/cuda_decode_nobranch.diff"],
-    "nobranch_dp4a": [
-        "results/cuda_decode_nobranch.diff",
-        "results/cuda_decode_dp4a.diff",
-    ],
-    "merge_loads": ["results/cuda_decode_merge_loads.diff"],
-    "first_tile": ["results/cuda_decode_first_tile.diff"],
-    "partials": ["results/cuda_decode_partials.diff"],
-    "ends": [
-        "results/cuda_decode_merge_loads.diff",
-        "results/cuda_decode_first_tile.diff",
-        "results/cuda_decode_partials.diff",
-    ],
-    "all": [
-        "results/cuda_decode_nobranch.diff",
-        "results/cuda_decode_dp4a.diff",
-        "results/cuda_decode_merge_loads.diff",
-        "results/cuda_decode_first_tile.diff",
-        "results/cuda_decode_partials.diff",
-    ],
+    "nobranch": NOBRANCH_DP4A[:1],
+    "nobranch_dp4a": NOBRANCH_DP4A,
+    **{name: [parked(name)] for name in ("merge_loads", "first_tile", "partials")},
+    "ends": ENDS,
+    "all": NOBRANCH_DP4A + ENDS,
 }
 
 NVCC = [
@@ -96,30 +89,31 @@ def make_tree(name, diffs, mlx, out):
     changes."""
     tree = out / "trees" / name
     shutil.rmtree(tree, ignore_errors=True)
-    for rel, base in [(h, mlx) for h in HEADERS] + [(CHECKER, ROOT), (SHIM, ROOT)]:
-        src = base / rel
-        if not src.is_file():
-            shutil.rmtree(tree, ignore_errors=True)
-            raise VariantError(f"{name}: {src} is missing (is the series applied?)")
-        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src, tree / rel)
-    for args in (
-        ["init", "-q"],
-        ["add", "-A"],
-        ["-c", "user.name=variants", "-c", "user.email=variants@localhost"]
-        + ["commit", "-q", "-m", "the series"],
-    ):
-        r = git(tree, *args)
-        if r.returncode:
-            shutil.rmtree(tree, ignore_errors=True)
-            raise VariantError(f"{name}: git {args[0]}: {r.stderr.strip()}")
-    for diff in diffs:
-        r = git(tree, "apply", str(ROOT / diff))
-        if r.returncode:
-            shutil.rmtree(tree, ignore_errors=True)
-            raise VariantError(
-                f"{name}: {diff} does not apply to the series: {r.stderr.strip()}"
-            )
+    try:
+        for rel, base in [(h, mlx) for h in HEADERS] + [(CHECKER, ROOT), (SHIM, ROOT)]:
+            src = base / rel
+            if not src.is_file():
+                raise VariantError(f"{name}: {src} is missing (is the series applied?)")
+            (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, tree / rel)
+        for args in (
+            ["init", "-q"],
+            ["add", "-A"],
+            ["-c", "user.name=variants", "-c", "user.email=variants@localhost"]
+            + ["commit", "-q", "-m", "the series"],
+        ):
+            r = git(tree, *args)
+            if r.returncode:
+                raise VariantError(f"{name}: git {args[0]}: {r.stderr.strip()}")
+        for diff in diffs:
+            r = git(tree, "apply", str(ROOT / diff))
+            if r.returncode:
+                raise VariantError(
+                    f"{name}: {diff} does not apply to the series: {r.stderr.strip()}"
+                )
+    except VariantError:
+        shutil.rmtree(tree, ignore_errors=True)
+        raise
     return tree
 
 
